@@ -1,0 +1,27 @@
+# CodeAct Web. `make run` serves http://127.0.0.1:8000; `make test` runs everything.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap run test test-fast lint format bench bench-turn bench-sandbox
+
+bootstrap:
+	@bash scripts/bootstrap
+
+run: bootstrap
+	@$(PY) scripts/serve.py
+
+test: bootstrap
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only: no Docker, browser or model server.
+test-fast:
+	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

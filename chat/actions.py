@@ -1,0 +1,305 @@
+"""Writes that span rows or notify clients. Only these functions broadcast,
+and only after their transaction commits (persist first, notify second)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.utils import timezone
+
+from chat import broadcast
+from chat.models import Conversation, Message, Turn
+from chat.serialize import conversation_event, message_event, turn_event
+
+log = logging.getLogger(__name__)
+
+WORKER_NAME = f"{socket.gethostname()}"
+
+
+class ActionError(Exception):
+    """A request the user can fix; `code` and the message go to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _notify(conversation_id: Any, event: Any) -> None:
+    transaction.on_commit(lambda: broadcast.publish(conversation_id, event))
+
+
+def access_conversation(
+    user: AbstractBaseUser | AnonymousUser, conversation_id: Any
+) -> Conversation:
+    """The one ownership check for every read and write of a conversation.
+
+    Raises Http404 when the conversation does not exist or belongs to someone
+    else, so the two cases cannot be told apart.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such conversation")
+    try:
+        return Conversation.objects.get(id=conversation_id, owner_id=user.pk)
+    except (Conversation.DoesNotExist, ValueError):
+        raise Http404("No such conversation") from None
+
+
+def available_models() -> list[dict[str, Any]]:
+    return [{"key": m["key"], "label": m["label"]} for m in settings.CODEACT_MODELS]
+
+
+def model_config(key: str) -> dict[str, Any]:
+    for model in settings.CODEACT_MODELS:
+        if model["key"] == key:
+            return dict(model)
+    return dict(settings.CODEACT_MODELS[0])
+
+
+def do_create_conversation(owner: AbstractBaseUser, model: str | None = None) -> Conversation:
+    keys = {m["key"] for m in settings.CODEACT_MODELS}
+    chosen = model if model in keys else settings.CODEACT_MODELS[0]["key"]
+    return Conversation.objects.create(owner=owner, model=chosen)
+
+
+def do_rename_conversation(conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise ActionError("invalid_title", "A title cannot be empty.")
+    with transaction.atomic():
+        conversation.seq = conversation.next_seq()
+        conversation.title = title
+        conversation.save(update_fields=["title", "seq", "updated_at"])
+        _notify(conversation.id, conversation_event(conversation))
+    return conversation
+
+
+def do_delete_conversation(conversation: Conversation) -> None:
+    conversation_id = conversation.id
+    with transaction.atomic():
+        conversation.delete()
+        _notify(conversation_id, {"type": "deleted"})
+
+
+def _enqueue_turn(turn_id: int) -> None:
+    from chat.tasks import run_turn
+
+    transaction.on_commit(lambda: run_turn.delay(turn_id))
+
+
+def _title_from(text: str) -> str:
+    words = " ".join(text.split())
+    return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
+
+
+def _start_turn(conversation: Conversation, user_message: Message) -> Turn:
+    try:
+        with transaction.atomic():
+            turn = Turn.objects.create(
+                conversation=conversation,
+                user_message=user_message,
+                model=conversation.model,
+                seq=conversation.next_seq(),
+            )
+    except IntegrityError:
+        raise ActionError(
+            "turn_in_progress",
+            "The assistant is still answering the previous message. Wait for it or press Stop.",
+        ) from None
+    _notify(conversation.id, turn_event(turn))
+    _enqueue_turn(turn.pk)
+    return turn
+
+
+def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message, Turn]:
+    """Persist the user's message and a queued turn, then start the worker on commit.
+
+    Refused with ActionError("turn_in_progress") while a turn of this
+    conversation is queued or running: nothing is stored in that case.
+    """
+    text = text.strip()
+    if not text:
+        raise ActionError("empty_message", "The message is empty.")
+    if len(text) > settings.CODEACT_MAX_MESSAGE_CHARS:
+        raise ActionError(
+            "message_too_long",
+            f"The message is {len(text):,} characters long; the limit is "
+            f"{settings.CODEACT_MAX_MESSAGE_CHARS:,}.",
+        )
+    with transaction.atomic():
+        if conversation.turns.filter(status__in=Turn.ACTIVE).exists():
+            raise ActionError(
+                "turn_in_progress",
+                "The assistant is still answering the previous message. Wait for it or press Stop.",
+            )
+        is_first = not conversation.messages.exists()
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=text,
+            seq=conversation.next_seq(),
+        )
+        if is_first and conversation.title == Conversation._meta.get_field("title").default:
+            conversation.title = _title_from(text)
+            conversation.seq = conversation.last_seq
+            conversation.save(update_fields=["title", "seq", "updated_at"])
+            _notify(conversation.id, conversation_event(conversation))
+        _notify(conversation.id, message_event(message))
+        turn = _start_turn(conversation, message)
+    return message, turn
+
+
+def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:
+    """Answer the same user message again after a failed or interrupted turn."""
+    with transaction.atomic():
+        last = conversation.turns.order_by("-id").first()
+        if last is None or last.pk != turn_id:
+            raise ActionError("not_retryable", "Only the most recent turn can be retried.")
+        if last.status not in (Turn.Status.FAILED, Turn.Status.INTERRUPTED, Turn.Status.STOPPED):
+            raise ActionError(
+                "not_retryable", f"This turn is {last.status}; there is nothing to retry."
+            )
+        return _start_turn(conversation, last.user_message)
+
+
+def do_request_stop(conversation: Conversation) -> Turn | None:
+    """Ask the running (or queued) turn to stop; the worker ends it as `stopped`."""
+    with transaction.atomic():
+        turn = conversation.turns.select_for_update().filter(status__in=Turn.ACTIVE).first()
+        if turn is None:
+            return None
+        if turn.status == Turn.Status.QUEUED:
+            return _finish_turn(turn, Turn.Status.STOPPED)
+        Turn.objects.filter(pk=turn.pk).update(stop_requested=True)
+    return turn
+
+
+# --- used by the worker -------------------------------------------------------
+
+
+def claim_turn(turn_id: int) -> Turn | None:
+    """Compare-and-set a queued turn to running with a lease; None if not ours to run.
+
+    A turn found running with an expired lease belonged to a worker that died:
+    it is marked interrupted (and never silently re-run).
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.CODEACT_TURN_LEASE_SECONDS)
+    claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.QUEUED).update(
+        status=Turn.Status.RUNNING, lease_until=lease, worker=WORKER_NAME, started_at=now
+    )
+    if claimed:
+        return Turn.objects.select_related("conversation", "user_message").get(pk=turn_id)
+    stale = Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now).first()
+    if stale is not None:
+        do_interrupt_turn(stale)
+    return None
+
+
+def extend_lease(turn: Turn) -> bool:
+    """Renew the lease; returns False if a stop was requested."""
+    Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(
+        lease_until=turn.lease_expiry()
+    )
+    return not Turn.objects.filter(pk=turn.pk, stop_requested=True).exists()
+
+
+def do_start_reply(turn: Turn) -> Message:
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation_id=turn.conversation_id,
+            turn=turn,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            seq=turn.conversation.next_seq(),
+        )
+        _notify(turn.conversation_id, message_event(message))
+    return message
+
+
+def flush_reply(message: Message, content: str) -> None:
+    """Save the partial text so a reload shows it; no sequence number, no event."""
+    Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+        content=content, updated_at=timezone.now()
+    )
+
+
+def do_finish_reply(
+    message: Message, content: str, status: str, usage: dict[str, Any] | None = None
+) -> Message:
+    with transaction.atomic():
+        message.content = content
+        message.status = status
+        message.usage = usage
+        message.seq = message.conversation.next_seq()
+        message.save(update_fields=["content", "status", "usage", "seq", "updated_at"])
+        _notify(message.conversation_id, message_event(message))
+    return message
+
+
+def _finish_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn:
+    turn.status = status
+    turn.error_code = code
+    turn.error = error
+    turn.lease_until = None
+    turn.finished_at = timezone.now()
+    turn.seq = turn.conversation.next_seq()
+    turn.save(update_fields=["status", "error_code", "error", "lease_until", "finished_at", "seq"])
+    _notify(turn.conversation_id, turn_event(turn))
+    return turn
+
+
+def do_finish_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn:
+    with transaction.atomic():
+        return _finish_turn(turn, status, code, error)
+
+
+def do_interrupt_turn(turn: Turn) -> None:
+    """Close a turn whose worker vanished: partial replies are kept and marked."""
+    with transaction.atomic():
+        locked = Turn.objects.select_for_update().select_related("conversation").get(pk=turn.pk)
+        if locked.status != Turn.Status.RUNNING:
+            return
+        for message in locked.replies.filter(status=Message.Status.STREAMING):
+            message.conversation = locked.conversation
+            message.status = Message.Status.INTERRUPTED
+            message.seq = locked.conversation.next_seq()
+            message.save(update_fields=["status", "seq", "updated_at"])
+            _notify(locked.conversation_id, message_event(message))
+        _finish_turn(
+            locked,
+            Turn.Status.INTERRUPTED,
+            "worker_lost",
+            "The worker running this reply stopped unexpectedly. What was written so far "
+            "is kept; nothing was run again. Press Retry to ask again.",
+        )
+
+
+def do_sweep_turns() -> dict[str, int]:
+    """Interrupt turns whose lease expired; re-enqueue turns whose task was lost.
+
+    Re-enqueueing is safe because a turn is claimed by compare-and-set: a
+    duplicate task finds it claimed and does nothing.
+    """
+    now = timezone.now()
+    expired = list(Turn.objects.filter(status=Turn.Status.RUNNING, lease_until__lt=now))
+    for turn in expired:
+        do_interrupt_turn(turn)
+    stale_before = now - timedelta(seconds=settings.CODEACT_QUEUED_TURN_RETRY_SECONDS)
+    queued = list(
+        Turn.objects.filter(status=Turn.Status.QUEUED, created_at__lt=stale_before).values_list(
+            "pk", flat=True
+        )
+    )
+    from chat.tasks import run_turn
+
+    for turn_id in queued:
+        run_turn.delay(turn_id)
+    return {"interrupted": len(expired), "requeued": len(queued)}

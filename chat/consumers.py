@@ -1,0 +1,138 @@
+"""The conversation websocket: authenticate, check ownership, validate, act.
+
+Consumers stay thin. Each frame re-checks that the user still owns the
+conversation; each bad frame gets an `error` frame and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+from pydantic import TypeAdapter, ValidationError
+
+from chat import actions, broadcast
+from chat.events import (
+    CLIENT_FRAME_TYPES,
+    ClientFrame,
+    ResumeFrame,
+    RetryFrame,
+    StopFrame,
+    UserMessageFrame,
+    describe_validation_error,
+    error_event,
+)
+from chat.models import Conversation
+from chat.serialize import events_after
+
+log = logging.getLogger(__name__)
+_frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation_id: str = ""
+    group: str = ""
+
+    async def connect(self) -> None:
+        self.conversation_id = str(self.scope["url_route"]["kwargs"]["conversation_id"])
+        conversation = await self._access()
+        if conversation is None:
+            await self.close(code=4404)
+            return
+        self.group = broadcast.group_name(conversation.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._send({"type": "hello", "last_seq": conversation.last_seq})
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._send(error_event("bad_frame", "Frames must be JSON text, not binary."))
+            return
+        if len(text_data.encode()) > settings.CODEACT_MAX_FRAME_BYTES:
+            await self._send(
+                error_event(
+                    "frame_too_large",
+                    f"The frame is larger than {settings.CODEACT_MAX_FRAME_BYTES:,} bytes.",
+                )
+            )
+            return
+        try:
+            frame = _frames.validate_json(text_data)
+        except ValidationError as exc:
+            await self._send(error_event("bad_frame", _explain(text_data, exc)))
+            return
+        conversation = await self._access()
+        if conversation is None:
+            await self._send(error_event("not_found", "This conversation no longer exists."))
+            await self.close(code=4404)
+            return
+        await self._dispatch(conversation, frame)
+
+    async def _dispatch(self, conversation: Conversation, frame: Any) -> None:
+        reply_to = frame.type
+        try:
+            if isinstance(frame, UserMessageFrame):
+                message, turn = await database_sync_to_async(actions.do_send_user_message)(
+                    conversation, frame.text
+                )
+                await self._send(
+                    {
+                        "type": "ack",
+                        "client_id": frame.client_id,
+                        "message_id": message.pk,
+                        "turn_id": turn.pk,
+                    }
+                )
+            elif isinstance(frame, ResumeFrame):
+                await self._resume(conversation, frame.after_seq)
+            elif isinstance(frame, RetryFrame):
+                await database_sync_to_async(actions.do_retry_turn)(conversation, frame.turn_id)
+            elif isinstance(frame, StopFrame):
+                await database_sync_to_async(actions.do_request_stop)(conversation)
+            else:
+                await self._send({"type": "pong"})
+        except actions.ActionError as exc:
+            await self._send(error_event(exc.code, exc.message, reply_to))
+
+    async def _resume(self, conversation: Conversation, after_seq: int) -> None:
+        events = await database_sync_to_async(events_after)(conversation, after_seq)
+        await self._send({"type": "sync", "last_seq": conversation.last_seq, "events": events})
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        await self._send(event)
+        if event.get("type") == "deleted":
+            await self.close(code=4404)
+
+    async def _access(self) -> Conversation | None:
+        try:
+            return await database_sync_to_async(actions.access_conversation)(
+                self.scope["user"], self.conversation_id
+            )
+        except Http404:
+            return None
+
+    async def _send(self, event: Any) -> None:
+        await self.send(text_data=json.dumps(event, separators=(",", ":")))
+
+
+def _explain(text: str, exc: ValidationError) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "The frame is not valid JSON."
+    if not isinstance(data, dict) or "type" not in data:
+        return "A frame must be a JSON object with a 'type'."
+    if data["type"] not in CLIENT_FRAME_TYPES:
+        expected = ", ".join(CLIENT_FRAME_TYPES)
+        return f"Unknown frame type {str(data['type'])[:40]!r}; expected one of {expected}."
+    return f"Invalid '{data['type']}' frame: {describe_validation_error(exc.errors())}"

@@ -1,0 +1,155 @@
+"""The frames that travel over the conversation websocket, in both directions.
+
+One definition serves the producer (actions, the turn runner), the consumer
+and the tests. Server events that describe a persisted row carry `seq`; token
+deltas are ephemeral and carry the UTF-16 offset at which their text starts,
+so a client can apply them idempotently and detect a gap.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# --- server -> client -------------------------------------------------------
+
+
+class MessageData(TypedDict):
+    id: int
+    role: str
+    status: str
+    content: str
+    html: str
+    turn_id: int | None
+    created_at: str
+
+
+class TurnData(TypedDict):
+    id: int
+    status: str
+    user_message_id: int
+    error_code: str
+    error: str
+    created_at: str
+    finished_at: str | None
+
+
+class ConversationData(TypedDict):
+    id: str
+    title: str
+    model: str
+
+
+class MessageEvent(TypedDict):
+    type: Literal["message"]
+    seq: int
+    message: MessageData
+
+
+class TurnEvent(TypedDict):
+    type: Literal["turn"]
+    seq: int
+    turn: TurnData
+
+
+class ConversationEvent(TypedDict):
+    type: Literal["conversation"]
+    seq: int
+    conversation: ConversationData
+
+
+class DeletedEvent(TypedDict):
+    type: Literal["deleted"]
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    message_id: int
+    offset: int
+    text: str
+
+
+class HelloEvent(TypedDict):
+    type: Literal["hello"]
+    last_seq: int
+
+
+class SyncEvent(TypedDict):
+    type: Literal["sync"]
+    last_seq: int
+    events: list[PersistedEvent]
+
+
+class ErrorEvent(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    reply_to: str | None
+
+
+class AckEvent(TypedDict):
+    type: Literal["ack"]
+    client_id: str
+    message_id: int
+    turn_id: int
+
+
+class PongEvent(TypedDict):
+    type: Literal["pong"]
+
+
+PersistedEvent = MessageEvent | TurnEvent | ConversationEvent
+BroadcastEvent = PersistedEvent | DeltaEvent | DeletedEvent
+ServerEvent = BroadcastEvent | HelloEvent | SyncEvent | ErrorEvent | AckEvent | PongEvent
+
+
+def error_event(code: str, message: str, reply_to: str | None = None) -> ErrorEvent:
+    return {"type": "error", "code": code, "message": message, "reply_to": reply_to}
+
+
+# --- client -> server -------------------------------------------------------
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserMessageFrame(_Frame):
+    type: Literal["user_message"]
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    client_id: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class ResumeFrame(_Frame):
+    type: Literal["resume"]
+    after_seq: Annotated[int, Field(ge=0)]
+
+
+class RetryFrame(_Frame):
+    type: Literal["retry"]
+    turn_id: int
+
+
+class StopFrame(_Frame):
+    type: Literal["stop"]
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    UserMessageFrame | ResumeFrame | RetryFrame | StopFrame | PingFrame,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_TYPES = ("user_message", "resume", "retry", "stop", "ping")
+
+
+def describe_validation_error(errors: list[Any]) -> str:
+    """Turn pydantic's error list into one sentence a person can act on."""
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int))
+        parts.append(f"{where or 'frame'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("c/new/", views.new_conversation, name="new"),
+    path("c/<uuid:conversation_id>/", views.conversation_page, name="conversation"),
+    path("c/<uuid:conversation_id>/rename/", views.rename_conversation, name="rename"),
+    path("c/<uuid:conversation_id>/delete/", views.delete_conversation, name="delete"),
+]

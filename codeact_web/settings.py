@@ -1,0 +1,189 @@
+"""Settings for CodeAct Web: every value comes from the environment.
+
+The README lists each variable with its default. There is one settings file
+for development, tests and production; behaviour differs only by values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+from codeact_web.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CODEACT_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("SECRET_KEY", default_file=VAR_DIR / "secret_key")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: set SECRET_KEY or SECRET_KEY_FILE, or run scripts/bootstrap "
+        f"which writes one to {VAR_DIR / 'secret_key'}"
+    )
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "codeact_web.urls"
+ASGI_APPLICATION = "codeact_web.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgres://codeact:codeact@127.0.0.1:5432/codeact"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Redis pub/sub is shared by every database number, so the prefix is what keeps
+# two deployments (or a test run beside `make run`) apart on one server.
+CHANNEL_PREFIX = env_str("CODEACT_CHANNEL_PREFIX", "codeact")
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+    }
+}
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "codeact")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{CHANNEL_PREFIX}:"}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-turns": {
+        "task": "chat.tasks.sweep_turns",
+        "schedule": env_float("CODEACT_SWEEP_INTERVAL", 10.0, minimum=1.0),
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Model output is rendered on the server and sanitized; the CSP is the second
+# wall: no inline script without the nonce, no image from outside the site.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:", "blob:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- CodeAct ---------------------------------------------------------------
+
+# When no model URL is configured, `make run` serves the bundled SmolLM2 model
+# with llama.cpp on this port and the app talks to it.
+CODEACT_BUNDLED_MODEL_PORT = env_int("CODEACT_BUNDLED_MODEL_PORT", 8081, minimum=1)
+_model_url = env_str("CODEACT_MODEL_URL", "")
+CODEACT_BUNDLED_MODEL = not _model_url
+CODEACT_MODELS = [
+    {
+        "key": "default",
+        "label": env_str(
+            "CODEACT_MODEL_LABEL", "SmolLM2 135M (bundled)" if CODEACT_BUNDLED_MODEL else ""
+        )
+        or env_str("CODEACT_MODEL_NAME", "default"),
+        "base_url": _model_url or f"http://127.0.0.1:{CODEACT_BUNDLED_MODEL_PORT}/v1",
+        "model": env_str("CODEACT_MODEL_NAME", "smollm2-135m-instruct"),
+        "api_key": env_secret("CODEACT_MODEL_API_KEY", "not-needed"),
+        "temperature": env_float("CODEACT_MODEL_TEMPERATURE", 0.2, minimum=0.0),
+        "max_tokens": env_int("CODEACT_MODEL_MAX_TOKENS", 1024, minimum=1),
+    }
+]
+CODEACT_MODEL_CONNECT_TIMEOUT = env_float("CODEACT_MODEL_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# Longest silence tolerated inside a streaming reply before the turn fails.
+CODEACT_MODEL_READ_TIMEOUT = env_float("CODEACT_MODEL_READ_TIMEOUT", 60.0, minimum=0.1)
+CODEACT_MODEL_RETRIES = env_int("CODEACT_MODEL_RETRIES", 2, minimum=0)
+CODEACT_TURN_LEASE_SECONDS = env_int("CODEACT_TURN_LEASE_SECONDS", 30, minimum=2)
+CODEACT_QUEUED_TURN_RETRY_SECONDS = env_int("CODEACT_QUEUED_TURN_RETRY_SECONDS", 30, minimum=1)
+CODEACT_FLUSH_INTERVAL = env_float("CODEACT_FLUSH_INTERVAL", 0.5, minimum=0.05)
+CODEACT_MAX_MESSAGE_CHARS = env_int("CODEACT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
+CODEACT_MAX_FRAME_BYTES = env_int("CODEACT_MAX_FRAME_BYTES", 256 * 1024, minimum=1024)
+CODEACT_HISTORY_MESSAGES = env_int("CODEACT_HISTORY_MESSAGES", 60, minimum=1)

@@ -1,0 +1,124 @@
+"""Run CodeAct Web: Daphne, a Celery worker, Celery beat and, when no model
+URL is configured, the bundled llama.cpp model server.
+
+Each process's output goes to this terminal behind a coloured prefix.
+Ctrl-C (or SIGTERM) stops them all; if one dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codeact_web.settings")
+
+COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m"]
+RESET = "\033[0m"
+_print_lock = threading.Lock()
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def commands() -> list[tuple[str, list[str]]]:
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    host = os.environ.get("CODEACT_HOST", "127.0.0.1")
+    port = os.environ.get("CODEACT_PORT", "8000")
+    concurrency = os.environ.get("CODEACT_WORKER_CONCURRENCY", "32")
+    procs = [
+        ("web", [_bin("daphne"), "-b", host, "-p", port, "codeact_web.asgi:application"]),
+        (
+            "worker",
+            [
+                _bin("celery"), "-A", "codeact_web", "worker", "-P", "threads", "-c", concurrency,
+                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
+                "-l", "INFO",
+            ],
+        ),
+        (
+            "beat",
+            [
+                _bin("celery"), "-A", "codeact_web", "beat", "-l", "INFO",
+                "-s", str(settings.VAR_DIR / "celerybeat-schedule"),
+            ],
+        ),
+    ]  # fmt: skip
+    if settings.CODEACT_BUNDLED_MODEL:
+        from codeact_web.bundled_model import server_command
+
+        procs.append(("model", server_command(settings.CODEACT_BUNDLED_MODEL_PORT)))
+    return procs
+
+
+def _pump(name: str, colour: str, stream: object, width: int) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        line = raw.decode(errors="replace").rstrip()
+        with _print_lock:
+            print(f"{colour}{name:<{width}} |{RESET} {line}", flush=True)
+
+
+def main() -> int:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "ensure_admin"], check=True, cwd=ROOT)
+    procs = commands()
+    width = max(len(name) for name, _ in procs)
+    running: list[tuple[str, subprocess.Popen[bytes]]] = []
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    for index, (name, argv) in enumerate(procs):
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        running.append((name, proc))
+        colour = COLOURS[index % len(COLOURS)]
+        threading.Thread(target=_pump, args=(name, colour, proc.stdout, width), daemon=True).start()
+    host = os.environ.get("CODEACT_HOST", "127.0.0.1")
+    print(
+        f"CodeAct Web: http://{host}:{os.environ.get('CODEACT_PORT', '8000')}/  (Ctrl-C stops)",
+        flush=True,
+    )
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    exit_code = 0
+    while not stopping.is_set():
+        for name, proc in running:
+            if proc.poll() is not None:
+                print(
+                    f"{name} exited with status {proc.returncode}; stopping everything", flush=True
+                )
+                exit_code = 1
+                stopping.set()
+                break
+        stopping.wait(0.5)
+    _stop_all(running)
+    return exit_code
+
+
+def _stop_all(running: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, proc in running:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for _, proc in running:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
