@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -48,7 +49,7 @@ def access_conversation(
         raise Http404("No such conversation")
     try:
         return Conversation.objects.get(id=conversation_id, owner_id=user.pk)
-    except (Conversation.DoesNotExist, ValueError):
+    except (Conversation.DoesNotExist, ValueError, ValidationError):
         raise Http404("No such conversation") from None
 
 

@@ -9,6 +9,8 @@ retry then would repeat text the user has already seen).
 from __future__ import annotations
 
 import logging
+import queue
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ import openai
 log = logging.getLogger(__name__)
 
 ChatMessage = dict[str, str]
+_POLL = 0.05  # how often a waiting stream checks for Stop
+_RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
 
 class ModelError(Exception):
@@ -64,28 +68,28 @@ class ModelClient(Protocol):
 
 
 @dataclass
-class _Cancel:
-    """Closes the response from a watcher thread so a stalled stream ends promptly."""
+class _Call:
+    """One request's shared state between the caller and the reading thread."""
 
-    should_stop: Callable[[], bool]
-    interval: float = 0.1
+    cancelled: threading.Event = field(default_factory=threading.Event)
     response: Any = None
-    stopped: bool = False
-    _done: threading.Event = field(default_factory=threading.Event)
 
-    def watch(self) -> None:
-        while not self._done.wait(self.interval):
-            if self.should_stop():
-                self.stopped = True
-                if self.response is not None:
-                    try:
-                        self.response.close()
-                    except Exception:  # closing from another thread may race; the reader sees it
-                        log.debug("closing a stopped stream raised", exc_info=True)
-                return
 
-    def finish(self) -> None:
-        self._done.set()
+def _abort(stream: Any) -> None:
+    """Make a blocked read on the stream return now, from another thread.
+
+    Closing the response does not wake a thread blocked in recv(); shutting
+    the socket down does.
+    """
+    try:
+        network = stream.response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        else:
+            stream.close()
+    except Exception:  # the stream may be finishing at the same moment
+        log.debug("aborting a stopped stream raised", exc_info=True)
 
 
 class OpenAIModelClient:
@@ -108,26 +112,71 @@ class OpenAIModelClient:
         stop: list[str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Reply:
-        cancel = _Cancel(should_stop)
-        watcher = threading.Thread(target=cancel.watch, name="model-stop-watch", daemon=True)
-        watcher.start()
+        """Stream one completion, calling on_text per delta in this thread.
+
+        The HTTP exchange runs in a helper thread so that Stop is honoured
+        within ~50 ms in every phase: connecting, waiting for the first
+        token, or in the middle of a stalled stream.
+        """
+        call = _Call()
+        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        reader = threading.Thread(
+            target=self._produce, args=(messages, stop, call, inbox), name="model-stream", daemon=True
+        )
+        reader.start()
         reply = Reply()
+        parts: list[str] = []
+        kind = "idle"
         try:
-            cancel.response = self._open(messages, stop, cancel)
-            if cancel.response is not None:
-                self._read(cancel.response, reply, on_text)
-        except ModelError:
-            if not cancel.stopped:
-                raise
-        except Exception as exc:
-            if not cancel.stopped:
-                raise self._translate(exc) from exc
+            while True:
+                try:
+                    kind, item = inbox.get(timeout=_POLL)
+                except queue.Empty:
+                    kind, item = "idle", None
+                if kind == "error":
+                    raise self._translate(item) if not isinstance(item, ModelError) else item
+                if kind == "end":
+                    break
+                if kind == "chunk":
+                    self._take(item, reply, parts, on_text)
+                if should_stop():
+                    reply.stopped = True
+                    break
         finally:
-            cancel.finish()
-        reply.stopped = cancel.stopped
+            reply.text = "".join(parts)
+            if kind not in ("end", "error"):  # stopped, or on_text raised: let the request go
+                call.cancelled.set()
+                if call.response is not None:
+                    _abort(call.response)
+        if reply.finish_reason is None and not reply.stopped:
+            # Every OpenAI-compatible server ends a reply with a finish_reason;
+            # without one the connection was cut and the text is incomplete.
+            raise ModelError(
+                "model_bad_stream",
+                f"The model server at {self.config.base_url} closed the connection "
+                "before the reply was complete.",
+            )
         return reply
 
-    def _open(self, messages: list[ChatMessage], stop: list[str] | None, cancel: _Cancel) -> Any:
+    def _produce(
+        self,
+        messages: list[ChatMessage],
+        stop: list[str] | None,
+        call: _Call,
+        inbox: queue.Queue[tuple[str, Any]],
+    ) -> None:
+        try:
+            call.response = self._open(messages, stop, call)
+            if call.response is None or call.cancelled.is_set():
+                return
+            for chunk in call.response:
+                inbox.put(("chunk", chunk))
+            inbox.put(("end", None))
+        except Exception as exc:
+            if not call.cancelled.is_set():
+                inbox.put(("error", exc))
+
+    def _open(self, messages: list[ChatMessage], stop: list[str] | None, call: _Call) -> Any:
         attempt = 0
         while True:
             try:
@@ -140,36 +189,29 @@ class OpenAIModelClient:
                     max_tokens=self.config.max_tokens,
                     stop=stop or openai.NOT_GIVEN,
                 )
-            except (
-                openai.APIConnectionError,
-                openai.InternalServerError,
-                openai.RateLimitError,
-            ) as exc:
-                if attempt >= self.config.retries or cancel.stopped:
+            except _RETRYABLE as exc:
+                if attempt >= self.config.retries:
                     raise
                 delay = self.config.backoff * (2**attempt)
                 log.info("model request failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 attempt += 1
-                if cancel._done.wait(delay) or cancel.stopped:
+                if call.cancelled.wait(delay):
                     return None
 
-    def _read(self, response: Any, reply: Reply, on_text: Callable[[str], None]) -> None:
-        parts: list[str] = []
-        for chunk in response:
-            if getattr(chunk, "usage", None):
-                usage = chunk.usage
-                reply.usage = {
-                    "prompt_tokens": int(usage.prompt_tokens or 0),
-                    "completion_tokens": int(usage.completion_tokens or 0),
-                }
-            for choice in chunk.choices or ():
-                text = choice.delta.content if choice.delta else None
-                if text:
-                    parts.append(text)
-                    on_text(text)
-                if choice.finish_reason:
-                    reply.finish_reason = choice.finish_reason
-        reply.text = "".join(parts)
+    @staticmethod
+    def _take(chunk: Any, reply: Reply, parts: list[str], on_text: Callable[[str], None]) -> None:
+        if getattr(chunk, "usage", None):
+            reply.usage = {
+                "prompt_tokens": int(chunk.usage.prompt_tokens or 0),
+                "completion_tokens": int(chunk.usage.completion_tokens or 0),
+            }
+        for choice in chunk.choices or ():
+            text = choice.delta.content if choice.delta else None
+            if text:
+                parts.append(text)
+                on_text(text)
+            if choice.finish_reason:
+                reply.finish_reason = choice.finish_reason
 
     def _translate(self, exc: Exception) -> ModelError:
         where = self.config.base_url

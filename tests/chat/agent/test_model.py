@@ -1,0 +1,146 @@
+"""The model client against real HTTP: the scripted server and llama.cpp."""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient
+from tests.support.scripted_model import Script, ScriptedModelServer
+
+
+@pytest.fixture
+def server():
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
+
+
+def client_for(url, **overrides):
+    config = {"read_timeout": 1.0, "connect_timeout": 1.0, "retries": 0, "backoff": 0.05} | overrides
+    return OpenAIModelClient(ModelSettings(base_url=url, model="scripted", **config))
+
+
+def collect(client, **kwargs):
+    seen = []
+    reply = client.stream([{"role": "user", "content": "hi"}], seen.append, **kwargs)
+    return reply, seen
+
+
+def test_it_streams_text_and_usage(server):
+    server.push(Script(text="The answer is 4."))
+    reply, seen = collect(client_for(server.url), stop=["</execute>"])
+    assert "".join(seen) == reply.text == "The answer is 4."
+    assert len(seen) > 1
+    assert reply.finish_reason == "stop"
+    assert reply.usage == {"prompt_tokens": 11, "completion_tokens": 7}
+    sent = server.requests[-1]
+    assert sent["stream"] is True
+    assert sent["stop"] == ["</execute>"]
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_it_retries_a_refused_connection_with_backoff(server):
+    url = server.url
+    server.pause()
+    threading.Timer(0.3, server.resume).start()
+    reply, _ = collect(client_for(url, retries=4, backoff=0.2))
+    assert reply.text == "Hello from the scripted model."
+
+
+def test_it_reports_a_server_that_is_down():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ModelError) as failed:
+        collect(client_for(f"http://127.0.0.1:{port}/v1", retries=1))
+    assert failed.value.code == "model_unreachable"
+    assert f"127.0.0.1:{port}" in failed.value.message
+
+
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [
+        (Script(status=500), "model_server_error"),
+        (Script(status=401), "model_auth"),
+        (Script(status=404), "model_not_found"),
+        (Script(status=400), "model_rejected"),
+        (Script(text="one two three four", stall_after=2, stall_seconds=5), "model_timeout"),
+        (Script(text="one two three four", malformed_after=2), "model_bad_stream"),
+    ],
+)
+def test_it_turns_failures_into_one_clear_error(server, script, code):
+    server.push(script)
+    started = time.monotonic()
+    with pytest.raises(ModelError) as failed:
+        collect(client_for(server.url))
+    assert failed.value.code == code
+    assert failed.value.message
+    assert time.monotonic() - started < 4
+
+
+def test_a_dropped_stream_is_an_error_not_a_short_answer(server):
+    server.push(Script(text="one two three four five", drop_after=2))
+    with pytest.raises(ModelError) as failed:
+        collect(client_for(server.url))
+    assert failed.value.code in {"model_unreachable", "model_bad_stream"}
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (Script(text="one two three", stall_after=1, stall_seconds=10), ["one"]),
+        (Script(text="one two three", first_delay=10), []),
+    ],
+    ids=["mid-stream", "before-first-token"],
+)
+def test_stop_closes_a_stalled_stream_promptly(server, script, expected):
+    server.push(script)
+    pressed = threading.Event()
+    threading.Timer(0.3, pressed.set).start()
+    started = time.monotonic()
+    reply, seen = collect(client_for(server.url, read_timeout=30), should_stop=pressed.is_set)
+    assert reply.stopped
+    assert time.monotonic() - started < 0.3 + 0.5
+    assert seen == expected
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    from codeact_web.bundled_model import MODEL_ALIAS, server_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/v1", MODEL_ALIAS
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.integration
+def test_it_streams_from_the_bundled_llama_cpp_model(llama_server):
+    url, alias = llama_server
+    client = OpenAIModelClient(
+        ModelSettings(base_url=url, model=alias, max_tokens=24, temperature=0.0, read_timeout=60)
+    )
+    seen = []
+    reply = client.stream([{"role": "user", "content": "Name a colour."}], seen.append)
+    assert reply.text.strip()
+    assert "".join(seen) == reply.text
+    assert len(seen) > 1, "tokens should arrive one by one"
+    assert reply.finish_reason in {"stop", "length"}
+    assert sys.executable  # the server ran from this interpreter's environment

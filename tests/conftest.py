@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from codeact_web.asgi import application
+from tests import envplugin
+from tests.factories import UserFactory
+from tests.support.processes import Process, start_worker
+from tests.support.scripted_model import ScriptedModelServer
+
+
+@pytest.fixture
+def owner(db: None) -> Any:
+    return UserFactory(username="owner")
+
+
+@pytest.fixture
+def other_user(db: None) -> Any:
+    return UserFactory(username="mallory")
+
+
+@pytest.fixture
+def staff(db: None) -> Any:
+    return UserFactory(username="staff", is_staff=True)
+
+
+@pytest.fixture(scope="session")
+def scripted_server() -> Iterator[ScriptedModelServer]:
+    server = ScriptedModelServer()
+    server.port = envplugin.SCRIPTED_MODEL_PORT
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def model_server(scripted_server: ScriptedModelServer) -> Iterator[ScriptedModelServer]:
+    """The suite's scripted model, with an empty script queue for this test."""
+    scripted_server.reset()
+    if scripted_server._server is None:
+        scripted_server.resume()
+    yield scripted_server
+    scripted_server.reset()
+    if scripted_server._server is None:
+        scripted_server.resume()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup: None, django_db_blocker: Any, scripted_server: Any) -> Iterator[Process]:
+    """A real Celery worker process on the test database and a per-run queue."""
+    proc = start_worker()
+    yield proc
+    proc.stop()
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+class Socket:
+    """A websocket client on the real ASGI application, with helpers to read frames."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
+        frame = json.loads(await self.communicator.receive_from(timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def receive_until(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no matching frame; got {self.frames[-10:]}")
+            frame = await self.receive(remaining)
+            if predicate(frame):
+                return frame
+
+    async def turn_finished(self, timeout: float = 15.0) -> dict[str, Any]:
+        return await self.receive_until(
+            lambda f: f["type"] == "turn" and f["turn"]["status"] not in ("queued", "running"),
+            timeout,
+        )
+
+
+@asynccontextmanager
+async def open_socket(
+    user: Any, conversation_id: Any, origin: str = "http://127.0.0.1"
+) -> AsyncIterator[Socket]:
+    from channels.db import database_sync_to_async
+
+    cookie = await database_sync_to_async(session_cookie)(user) if user is not None else ""
+    headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    socket = Socket(communicator)
+    socket.connected = connected  # type: ignore[attr-defined]
+    try:
+        yield socket
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

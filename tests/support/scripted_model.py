@@ -1,0 +1,207 @@
+"""A scripted OpenAI-compatible server: real HTTP and server-sent events.
+
+Tests queue `Script`s; each chat-completions request takes the next one (or
+the default). A script can stream text at a chosen pace, fail with a status,
+stall, send a malformed event or drop the connection. `pause()` closes the
+listening socket (connection refused) and `resume()` brings it back on the
+same port.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Script:
+    text: str = "Hello from the scripted model."
+    chunks: list[str] | None = None
+    delay: float = 0.0
+    first_delay: float = 0.0
+    status: int = 200
+    stall_after: int | None = None
+    stall_seconds: float = 30.0
+    malformed_after: int | None = None
+    drop_after: int | None = None
+    finish_reason: str = "stop"
+    usage: dict[str, int] | None = field(
+        default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    )
+
+    def tokens(self) -> list[str]:
+        if self.chunks is not None:
+            return list(self.chunks)
+        return re.findall(r"\s*\S+|\s+", self.text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: ScriptedModelServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        owner = self.server.owner
+        script = owner._take(body)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        if script.status != 200:
+            self._json(script.status, {"error": {"message": f"scripted failure {script.status}"}})
+            return
+        if not body.get("stream"):
+            self._complete(body, script)
+            return
+        try:
+            self._stream(body, script)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _complete(self, body: dict[str, Any], script: Script) -> None:
+        self._json(
+            200,
+            {
+                "id": "cmpl-scripted",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "scripted"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(script.tokens())},
+                        "finish_reason": script.finish_reason,
+                    }
+                ],
+                "usage": script.usage,
+            },
+        )
+
+    def _event(self, payload: dict[str, Any] | str) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    def _chunk(self, body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def _stream(self, body: dict[str, Any], script: Script) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.end_headers()
+        time.sleep(script.first_delay)
+        self._event(self._chunk(body, {"role": "assistant", "content": ""}, None))
+        for index, token in enumerate(script.tokens()):
+            if index == script.stall_after:
+                time.sleep(script.stall_seconds)
+                return
+            if index == script.malformed_after:
+                self._event('{"choices": [{"delta": {"content": "oops"')
+                self.wfile.write(b"data: this is not json\n\n")
+                self.wfile.flush()
+                return
+            if index == script.drop_after:
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if index and script.delay:
+                time.sleep(script.delay)
+            self._event(self._chunk(body, {"content": token}, None))
+        self._event(self._chunk(body, {}, script.finish_reason))
+        if script.usage and (body.get("stream_options") or {}).get("include_usage"):
+            usage_chunk = self._chunk(body, {}, None) | {"choices": [], "usage": script.usage}
+            self._event(usage_chunk)
+        self._event("[DONE]")
+
+
+class ScriptedModelServer:
+    def __init__(self, default: Script | None = None) -> None:
+        self.default = default or Script()
+        self.scripts: deque[Script] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ScriptedModelServer:
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.owner = self
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="scripted-model", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    pause = stop
+
+    def resume(self) -> None:
+        self.start()
+
+    def push(self, *scripts: Script) -> None:
+        with self._lock:
+            self.scripts.extend(scripts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.scripts.clear()
+            self.requests.clear()
+
+    def _take(self, body: dict[str, Any]) -> Script:
+        with self._lock:
+            self.requests.append(body)
+            return self.scripts.popleft() if self.scripts else self.default
+
+
+if __name__ == "__main__":
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8089
+    server = ScriptedModelServer()
+    server.port = port
+    server.start()
+    print(f"scripted model server on {server.url}")
+    threading.Event().wait()
