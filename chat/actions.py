@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
-from chat import broadcast
+from chat import broadcast, live
 from chat.models import Conversation, Message, Turn
 from chat.serialize import conversation_event, message_event, turn_event
 
@@ -147,12 +147,12 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
             content=text,
             seq=conversation.next_seq(),
         )
+        _notify(conversation.id, message_event(message))
         if is_first and conversation.title == Conversation._meta.get_field("title").default:
             conversation.title = _title_from(text)
-            conversation.seq = conversation.last_seq
+            conversation.seq = conversation.next_seq()
             conversation.save(update_fields=["title", "seq", "updated_at"])
             _notify(conversation.id, conversation_event(conversation))
-        _notify(conversation.id, message_event(message))
         turn = _start_turn(conversation, message)
     return message, turn
 
@@ -197,19 +197,26 @@ def claim_turn(turn_id: int) -> Turn | None:
         status=Turn.Status.RUNNING, lease_until=lease, worker=WORKER_NAME, started_at=now
     )
     if claimed:
-        return Turn.objects.select_related("conversation", "user_message").get(pk=turn_id)
+        with transaction.atomic():
+            turn = Turn.objects.select_related("conversation", "user_message").get(pk=turn_id)
+            turn.seq = turn.conversation.next_seq()
+            turn.save(update_fields=["seq"])
+            _notify(turn.conversation_id, turn_event(turn))
+        return turn
     stale = Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now).first()
     if stale is not None:
         do_interrupt_turn(stale)
     return None
 
 
-def extend_lease(turn: Turn) -> bool:
-    """Renew the lease; returns False if a stop was requested."""
+def extend_lease(turn: Turn) -> None:
     Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(
         lease_until=turn.lease_expiry()
     )
-    return not Turn.objects.filter(pk=turn.pk, stop_requested=True).exists()
+
+
+def stop_requested(turn: Turn) -> bool:
+    return Turn.objects.filter(pk=turn.pk, stop_requested=True).exists()
 
 
 def do_start_reply(turn: Turn) -> Message:
@@ -242,6 +249,7 @@ def do_finish_reply(
         message.seq = message.conversation.next_seq()
         message.save(update_fields=["content", "status", "usage", "seq", "updated_at"])
         _notify(message.conversation_id, message_event(message))
+        transaction.on_commit(lambda: live.clear(message.pk))
     return message
 
 
@@ -268,12 +276,18 @@ def do_interrupt_turn(turn: Turn) -> None:
         locked = Turn.objects.select_for_update().select_related("conversation").get(pk=turn.pk)
         if locked.status != Turn.Status.RUNNING:
             return
-        for message in locked.replies.filter(status=Message.Status.STREAMING):
+        streaming = list(locked.replies.filter(status=Message.Status.STREAMING))
+        latest = live.read([m.pk for m in streaming])
+        for message in streaming:
+            # The live copy may be ahead of the last flush; keep what the user saw.
+            if len(latest.get(message.pk, "")) > len(message.content):
+                message.content = latest[message.pk]
             message.conversation = locked.conversation
             message.status = Message.Status.INTERRUPTED
             message.seq = locked.conversation.next_seq()
-            message.save(update_fields=["status", "seq", "updated_at"])
+            message.save(update_fields=["content", "status", "seq", "updated_at"])
             _notify(locked.conversation_id, message_event(message))
+            transaction.on_commit(lambda pk=message.pk: live.clear(pk))
         _finish_turn(
             locked,
             Turn.Status.INTERRUPTED,

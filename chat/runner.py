@@ -12,12 +12,13 @@ import time
 
 from django.conf import settings
 
-from chat import actions, broadcast
+from chat import actions, broadcast, live
 from chat.agent.loop import run_agent
 from chat.agent.model import ChatMessage, ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.models import Message, Turn
 
 log = logging.getLogger(__name__)
+STOP_POLL_SECONDS = 0.2  # Stop must close the model stream within 0.5 s
 
 
 def utf16_len(text: str) -> int:
@@ -58,6 +59,7 @@ class TurnRunner:
         self.offset = 0
         self.last_flush = 0.0
         self.last_check = 0.0
+        self.last_renewal = time.monotonic()
         self.stop_seen = False
 
     # --- Sink ---------------------------------------------------------------
@@ -69,6 +71,7 @@ class TurnRunner:
 
     def reply_text(self, delta: str) -> None:
         assert self.message is not None
+        live.append(self.message.pk, delta)
         broadcast.publish(
             self.turn.conversation_id,
             {"type": "delta", "message_id": self.message.pk, "offset": self.offset, "text": delta},
@@ -88,12 +91,14 @@ class TurnRunner:
     # --- stop and lease -----------------------------------------------------
 
     def should_stop(self) -> bool:
-        """Polled by the model client's watcher; also keeps the lease alive."""
+        """Polled while the turn waits on the model; also keeps the lease alive."""
         now = time.monotonic()
-        if now - self.last_check >= min(0.2, settings.CODEACT_TURN_LEASE_SECONDS / 4):
+        if now - self.last_renewal >= settings.CODEACT_TURN_LEASE_SECONDS / 3:
+            self.last_renewal = now
+            actions.extend_lease(self.turn)
+        if not self.stop_seen and now - self.last_check >= STOP_POLL_SECONDS:
             self.last_check = now
-            if not actions.extend_lease(self.turn):
-                self.stop_seen = True
+            self.stop_seen = actions.stop_requested(self.turn)
         return self.stop_seen
 
     # --- run ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat import live
 from chat.events import (
     ConversationData,
     ConversationEvent,
@@ -69,10 +70,15 @@ def events_after(conversation: Conversation, after_seq: int) -> list[PersistedEv
     their partial text is flushed without taking a sequence number.
     """
     events: list[PersistedEvent] = []
-    messages = conversation.messages.filter(seq__gt=after_seq) | conversation.messages.filter(
-        status=Message.Status.STREAMING
+    messages = list(
+        conversation.messages.filter(seq__gt=after_seq)
+        | conversation.messages.filter(status=Message.Status.STREAMING)
     )
-    events.extend(message_event(m) for m in messages.distinct())
+    current = live.read([m.pk for m in messages if m.status == Message.Status.STREAMING])
+    for message in messages:
+        if len(current.get(message.pk, "")) > len(message.content):
+            message.content = current[message.pk]
+        events.append(message_event(message))
     events.extend(turn_event(t) for t in conversation.turns.filter(seq__gt=after_seq))
     if conversation.seq > after_seq:
         events.append(conversation_event(conversation))

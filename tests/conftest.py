@@ -53,7 +53,9 @@ def model_server(scripted_server: ScriptedModelServer) -> Iterator[ScriptedModel
 
 
 @pytest.fixture(scope="session")
-def worker(django_db_setup: None, django_db_blocker: Any, scripted_server: Any) -> Iterator[Process]:
+def worker(
+    django_db_setup: None, django_db_blocker: Any, scripted_server: Any
+) -> Iterator[Process]:
     """A real Celery worker process on the test database and a per-run queue."""
     proc = start_worker()
     yield proc

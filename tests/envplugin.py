@@ -25,3 +25,6 @@ os.environ["CODEACT_MODEL_READ_TIMEOUT"] = "2"
 os.environ["CODEACT_MODEL_CONNECT_TIMEOUT"] = "2"
 os.environ["CODEACT_MODEL_RETRIES"] = "0"
 os.environ["CODEACT_FLUSH_INTERVAL"] = "0.2"
+# Connections opened by database_sync_to_async threads must not outlive a test:
+# a lingering one stops the test database from being dropped.
+os.environ["DATABASE_CONN_MAX_AGE"] = "0"

@@ -121,7 +121,10 @@ class OpenAIModelClient:
         call = _Call()
         inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         reader = threading.Thread(
-            target=self._produce, args=(messages, stop, call, inbox), name="model-stream", daemon=True
+            target=self._produce,
+            args=(messages, stop, call, inbox),
+            name="model-stream",
+            daemon=True,
         )
         reader.start()
         reply = Reply()

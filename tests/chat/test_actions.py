@@ -128,7 +128,7 @@ def test_stop_ends_a_queued_turn_at_once_and_flags_a_running_one(conversation):
     actions.do_request_stop(conversation)
     turn.refresh_from_db()
     assert turn.status == Turn.Status.RUNNING and turn.stop_requested
-    assert actions.extend_lease(turn) is False
+    assert actions.stop_requested(turn)
 
 
 def test_access_is_for_the_owner_only(conversation, owner, other_user, staff):

@@ -9,6 +9,7 @@ same port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -74,10 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             self._complete(body, script)
             return
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._stream(body, script)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -111,7 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {data}\n\n".encode())
         self.wfile.flush()
 
-    def _chunk(self, body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def _chunk(
+        self, body: dict[str, Any], delta: dict[str, Any], finish: str | None
+    ) -> dict[str, Any]:
         return {
             "id": "chatcmpl-scripted",
             "object": "chat.completion.chunk",

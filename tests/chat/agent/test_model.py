@@ -20,7 +20,12 @@ def server():
 
 
 def client_for(url, **overrides):
-    config = {"read_timeout": 1.0, "connect_timeout": 1.0, "retries": 0, "backoff": 0.05} | overrides
+    config = {
+        "read_timeout": 1.0,
+        "connect_timeout": 1.0,
+        "retries": 0,
+        "backoff": 0.05,
+    } | overrides
     return OpenAIModelClient(ModelSettings(base_url=url, model="scripted", **config))
 
 
