@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
@@ -64,9 +64,9 @@ def model_config(key: str) -> dict[str, Any]:
     return dict(settings.CODEACT_MODELS[0])
 
 
-def do_create_conversation(owner: AbstractBaseUser, model: str | None = None) -> Conversation:
-    keys = {m["key"] for m in settings.CODEACT_MODELS}
-    chosen = model if model in keys else settings.CODEACT_MODELS[0]["key"]
+def do_create_conversation(owner: User, model: str | None = None) -> Conversation:
+    keys = {str(m["key"]) for m in settings.CODEACT_MODELS}
+    chosen = model if model in keys else str(settings.CODEACT_MODELS[0]["key"])
     return Conversation.objects.create(owner=owner, model=chosen)
 
 
@@ -87,6 +87,10 @@ def do_delete_conversation(conversation: Conversation) -> None:
     with transaction.atomic():
         conversation.delete()
         _notify(conversation_id, {"type": "deleted"})
+
+
+def _clear_live_on_commit(message_id: int) -> None:
+    transaction.on_commit(lambda: live.clear(message_id))
 
 
 def _enqueue_turn(turn_id: int) -> None:
@@ -249,7 +253,7 @@ def do_finish_reply(
         message.seq = message.conversation.next_seq()
         message.save(update_fields=["content", "status", "usage", "seq", "updated_at"])
         _notify(message.conversation_id, message_event(message))
-        transaction.on_commit(lambda: live.clear(message.pk))
+        _clear_live_on_commit(message.pk)
     return message
 
 
@@ -287,7 +291,7 @@ def do_interrupt_turn(turn: Turn) -> None:
             message.seq = locked.conversation.next_seq()
             message.save(update_fields=["content", "status", "seq", "updated_at"])
             _notify(locked.conversation_id, message_event(message))
-            transaction.on_commit(lambda pk=message.pk: live.clear(pk))
+            _clear_live_on_commit(message.pk)
         _finish_turn(
             locked,
             Turn.Status.INTERRUPTED,

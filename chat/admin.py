@@ -3,7 +3,7 @@ from django.contrib import admin
 from chat.models import Conversation, Message, Turn
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Logs are evidence: staff read them, nobody edits them by accident."""
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
@@ -13,7 +13,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Message
     fields = ("id", "role", "status", "content", "created_at")
     readonly_fields = fields

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
 
-class ConversationConsumer(AsyncWebsocketConsumer):
+class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     conversation_id: str = ""
     group: str = ""
 
@@ -115,11 +115,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _access(self) -> Conversation | None:
         try:
-            return await database_sync_to_async(actions.access_conversation)(
-                self.scope["user"], self.conversation_id
-            )
+            conversation: Conversation = await database_sync_to_async(
+                actions.access_conversation
+            )(self.scope["user"], self.conversation_id)
         except Http404:
             return None
+        return conversation
 
     async def _send(self, event: Any) -> None:
         await self.send(text_data=json.dumps(event, separators=(",", ":")))

@@ -37,7 +37,11 @@ def read(message_ids: list[int]) -> dict[int, str]:
     if not message_ids:
         return {}
     values = _client().mget([_key(m) for m in message_ids])
-    return {m: v.decode() for m, v in zip(message_ids, values, strict=True) if v is not None}
+    return {
+        m: v.decode() if isinstance(v, bytes) else str(v)
+        for m, v in zip(message_ids, values, strict=True)
+        if v is not None
+    }
 
 
 def clear(message_id: int) -> None:

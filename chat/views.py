@@ -9,6 +9,7 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -21,7 +22,7 @@ from chat.serialize import conversation_data, events_after
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("chat:home")
-    form = UserCreationForm(request.POST or None)
+    form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -47,7 +48,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
-    conversation = actions.do_create_conversation(request.user, request.POST.get("model"))  # type: ignore[arg-type]
+    assert isinstance(request.user, User)  # login_required
+    conversation = actions.do_create_conversation(request.user, request.POST.get("model"))
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 

@@ -34,3 +34,15 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--n_threads", "2",
         "--verbose", "False",
     ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Serve the bundled model with llama.cpp.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    command = server_command(args.port, args.host)
+    os.execv(command[0], command)

@@ -183,9 +183,9 @@ class OpenAIModelClient:
         attempt = 0
         while True:
             try:
-                return self._client.chat.completions.create(
+                return self._client.chat.completions.create(  # type: ignore[call-overload]
                     model=self.config.model,
-                    messages=messages,  # type: ignore[arg-type]
+                    messages=messages,
                     stream=True,
                     stream_options={"include_usage": True},
                     temperature=self.config.temperature,

@@ -117,6 +117,7 @@ function renderTurn(data) {
   const node = entry.el;
   node.replaceChildren();
   node.className = "turn";
+  node.removeAttribute("role");
   const latest = Math.max(...turns.keys()) === data.id;
   if (ACTIVE.has(data.status)) {
     const replying = [...messages.values()].some((m) => m.data.turn_id === data.id && m.data.status === "streaming");
@@ -126,6 +127,10 @@ function renderTurn(data) {
       dots.append(el("span"), el("span"), el("span"));
       node.appendChild(dots);
     }
+  } else if ((data.status === "failed" || data.status === "interrupted") && !latest) {
+    // Superseded by a later turn: keep the reason, quietly.
+    node.className = "turn turn-note";
+    node.textContent = `An earlier attempt ${data.status === "failed" ? "failed" : "was interrupted"}: ${data.error}`;
   } else if (data.status === "failed" || data.status === "interrupted") {
     node.className = "turn turn-error";
     node.setAttribute("role", "alert");

@@ -32,6 +32,7 @@ def test_database_url() -> str:
 
 def process_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1", **extra)
     return env
 
