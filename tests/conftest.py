@@ -129,3 +129,9 @@ async def open_socket(
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    """Browser tests last: they are the slowest, and Playwright's sync API holds
+    an event loop in the main thread while a browser is open."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

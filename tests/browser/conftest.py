@@ -37,8 +37,10 @@ def web(worker: Process) -> Iterator[str]:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API runs an event loop in the main thread
+    while it is open, which async tests elsewhere in the session cannot share."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
