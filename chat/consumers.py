@@ -115,9 +115,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _access(self) -> Conversation | None:
         try:
-            conversation: Conversation = await database_sync_to_async(
-                actions.access_conversation
-            )(self.scope["user"], self.conversation_id)
+            conversation: Conversation = await database_sync_to_async(actions.access_conversation)(
+                self.scope["user"], self.conversation_id
+            )
         except Http404:
             return None
         return conversation
