@@ -187,3 +187,29 @@ CODEACT_FLUSH_INTERVAL = env_float("CODEACT_FLUSH_INTERVAL", 0.5, minimum=0.05)
 CODEACT_MAX_MESSAGE_CHARS = env_int("CODEACT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CODEACT_MAX_FRAME_BYTES = env_int("CODEACT_MAX_FRAME_BYTES", 256 * 1024, minimum=1024)
 CODEACT_HISTORY_MESSAGES = env_int("CODEACT_HISTORY_MESSAGES", 60, minimum=1)
+
+# --- Sandboxes (DESIGN.md §4): every limit a setting, safe by default ------------
+MiB = 1 << 20
+CODEACT_DOCKER_URL = env_str("CODEACT_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
+# empty: the image built from sandbox/image (its tag is a hash of that folder)
+CODEACT_SANDBOX_IMAGE = env_str("CODEACT_SANDBOX_IMAGE", "")
+CODEACT_SANDBOX_RUNTIME = env_str("CODEACT_SANDBOX_RUNTIME", "")  # e.g. runsc for gVisor
+CODEACT_SANDBOX_LIMITS = {
+    "memory_bytes": env_int("CODEACT_SANDBOX_MEMORY_MB", 1024, minimum=64) * MiB,
+    "cpus": env_float("CODEACT_SANDBOX_CPUS", 1.0, minimum=0.1),
+    "pids": env_int("CODEACT_SANDBOX_PIDS", 256, minimum=16),
+    "nofile": env_int("CODEACT_SANDBOX_NOFILE", 1024, minimum=64),
+    "fsize_bytes": env_int("CODEACT_SANDBOX_FILE_SIZE_MB", 512, minimum=1) * MiB,
+    "tmp_bytes": env_int("CODEACT_SANDBOX_TMP_MB", 256, minimum=16) * MiB,
+    "workspace_bytes": env_int("CODEACT_SANDBOX_WORKSPACE_MB", 512, minimum=16) * MiB,
+    "cell_timeout": env_float("CODEACT_CELL_TIMEOUT", 120.0, minimum=1.0),
+    "interrupt_grace": env_float("CODEACT_INTERRUPT_GRACE", 5.0, minimum=0.5),
+    "stream_bytes": env_int("CODEACT_CELL_STREAM_BYTES", 1 * MiB, minimum=1024),
+    "display_items": env_int("CODEACT_CELL_DISPLAY_ITEMS", 50, minimum=1),
+    "image_bytes": env_int("CODEACT_CELL_IMAGE_BYTES", 5 * MiB, minimum=1024),
+    "file_bytes": env_int("CODEACT_SANDBOX_MAX_FILE_MB", 100, minimum=1) * MiB,
+    "start_timeout": env_float("CODEACT_SANDBOX_START_TIMEOUT", 60.0, minimum=5.0),
+}
+CODEACT_POOL_SIZE = env_int("CODEACT_POOL_SIZE", 2, minimum=0)
+CODEACT_SANDBOX_IDLE_SECONDS = env_int("CODEACT_SANDBOX_IDLE_SECONDS", 15 * 60, minimum=10)
+CODEACT_SANDBOXES_PER_USER = env_int("CODEACT_SANDBOXES_PER_USER", 3, minimum=1)

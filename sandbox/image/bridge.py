@@ -1,0 +1,509 @@
+"""The sandbox bridge: owns one IPython kernel and speaks JSON lines.
+
+It runs as PID 2 of the sandbox container (under tini), reads requests from
+stdin and writes replies to stdout; the host reaches both through the Docker
+attach stream, so the container needs no network at all. The kernel runs
+behind jupyter_client's KernelManager over IPC sockets in the private /tmp.
+
+Requests:  {"id": N, "op": "execute", "code": ..., "limits": {...}}
+           {"id": N, "op": "interrupt" | "restart" | "ping" | "list_files"}
+           {"id": N, "op": "get_file", "path": ...}
+           {"id": N, "op": "put_file", "path": ..., "data": base64, "append": bool}
+Replies:   {"id": N, "type": "output", "output": {nbformat output}}
+           {"id": N, "type": "done", ...}   (the last message for a request)
+           {"type": "ready"} once, when the kernel can take code, and
+           {"type": "warm"} once the common libraries are imported.
+
+Everything written here is also checked on the host: this process shares a
+uid with the code it runs, so the host treats what it says as untrusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from jupyter_client import KernelManager
+
+WORKSPACE = "/workspace"
+RUNTIME = "/tmp/jupyter"
+WARMUP = "/opt/bridge/warmup.py"
+CHUNK = 1 << 20
+MAX_LISTED = 2000
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+
+_out_lock = threading.Lock()
+_stdout = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+# Nothing else may write to the protocol channel: not this process's stray
+# prints, not the kernel, not the kernel's children.
+_devnull = os.open(os.devnull, os.O_WRONLY)
+os.dup2(_devnull, 1)
+
+
+def send(message: dict[str, Any]) -> None:
+    line = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    with _out_lock:
+        _stdout.write(line + "\n")
+        _stdout.flush()
+
+
+def kernel_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "MPLCONFIGDIR", "MATPLOTLIBRC", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR",
+            "JUPYTER_PLATFORM_DIRS", "PYTHONDONTWRITEBYTECODE", "OPENBLAS_NUM_THREADS",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # fmt: skip
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(LANG="C.UTF-8", TERM="dumb", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    return env
+
+
+class CellLimits:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.stream_bytes = int(raw.get("stream_bytes", 1 << 20))
+        self.display_items = int(raw.get("display_items", 50))
+        self.image_bytes = int(raw.get("image_bytes", 5 << 20))
+
+
+class Kernel:
+    def __init__(self) -> None:
+        self.km: KernelManager | None = None
+        self.kc: Any = None
+        self.lock = threading.RLock()
+        self.generation = 0
+        self.interrupted = False
+
+    def start(self) -> None:
+        with self.lock:
+            for path in (RUNTIME, os.environ.get("HOME", "/tmp/home")):
+                os.makedirs(path, exist_ok=True)
+            km = KernelManager(transport="ipc", ip=os.path.join(RUNTIME, "kernel"))
+            km.start_kernel(
+                env=kernel_env(), cwd=WORKSPACE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            kc = km.blocking_client()
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            self.km, self.kc = km, kc
+
+    def warm_up(self) -> None:
+        with open(WARMUP) as handle:
+            code = handle.read()
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reply = self.kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
+
+    @property
+    def pid(self) -> int | None:
+        km = self.km
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        return getattr(process, "pid", None)
+
+    def alive(self) -> bool:
+        return self.km is not None and self.km.is_alive()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.km is not None:
+            self.km.interrupt_kernel()
+
+    def restart(self) -> None:
+        with self.lock:
+            # First, so that a cell waiting on the old kernel ends as interrupted.
+            self.generation += 1
+            if self.kc is not None:
+                self.kc.stop_channels()
+            if self.km is not None:
+                with contextlib.suppress(Exception):
+                    self.km.shutdown_kernel(now=True)
+            kill_strays(keep={os.getpid()})
+            self.km = None
+            self.start()
+            self.warm_up()
+
+
+def kill_strays(keep: set[int]) -> int:
+    """SIGKILL every process of the sandbox but PID 1, the bridge and `keep`.
+
+    Processes started by a cell do not outlive it: a daemon that keeps
+    printing would otherwise write into the next cell's output.
+    """
+    keep = keep | {1, os.getpid()}
+    killed = 0
+    for _ in range(50):
+        found = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in keep:
+                continue
+            try:
+                os.kill(int(name), signal.SIGKILL)
+                found += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not found:
+            break
+        killed += found
+        time.sleep(0.01)
+    # Reap the bridge's own children (a killed kernel) so they do not linger.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    return killed
+
+
+def _text_size(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(len(str(v).encode()) for v in value)
+    return len(str(value).encode())
+
+
+class Cell:
+    """One execution: forwards the kernel's outputs within the cell's limits."""
+
+    def __init__(self, req_id: Any, limits: CellLimits) -> None:
+        self.req_id = req_id
+        self.limits = limits
+        self.stream_bytes = 0
+        self.dropped_stream_bytes = 0
+        self.displays = 0
+        self.dropped_displays = 0
+        self.dropped_images = 0
+        self.execution_count: int | None = None
+
+    def emit(self, output: dict[str, Any]) -> None:
+        send({"id": self.req_id, "type": "output", "output": output})
+
+    def stream(self, name: str, text: str) -> None:
+        size = len(text.encode())
+        room = self.limits.stream_bytes - self.stream_bytes
+        if room <= 0:
+            self.dropped_stream_bytes += size
+            return
+        if size > room:
+            cut = text.encode()[:room].decode(errors="ignore")
+            self.dropped_stream_bytes += size - len(cut.encode())
+            text, size = cut, len(cut.encode())
+        self.stream_bytes += size
+        self.emit({"output_type": "stream", "name": name, "text": text})
+
+    def rich(self, kind: str, content: dict[str, Any]) -> None:
+        if self.displays >= self.limits.display_items:
+            self.dropped_displays += 1
+            return
+        self.displays += 1
+        data = dict(content.get("data") or {})
+        for mime in IMAGE_TYPES:
+            if mime in data and _text_size(data[mime]) > self.limits.image_bytes:
+                del data[mime]
+                self.dropped_images += 1
+                data.setdefault(
+                    "text/plain", f"[image too large: over {self.limits.image_bytes} bytes]"
+                )
+        output: dict[str, Any] = {
+            "output_type": kind,
+            "data": data,
+            "metadata": content.get("metadata") or {},
+        }
+        if kind == "execute_result":
+            output["execution_count"] = content.get("execution_count")
+        self.emit(output)
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self.kernel = Kernel()
+        self.jobs: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.files: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.restarting = threading.Event()
+
+    # --- execution -------------------------------------------------------------
+
+    def run_jobs(self) -> None:
+        # Warm up before the first cell: it waits in the queue behind this.
+        self.kernel.warm_up()
+        send({"type": "warm"})
+        while True:
+            request = self.jobs.get()
+            try:
+                self.execute(request)
+            except Exception as exc:  # never let one cell take the bridge down
+                send({"id": request.get("id"), "type": "done", "status": "error",
+                      "error": f"bridge: {type(exc).__name__}: {exc}"})  # fmt: skip
+
+    def execute(self, request: dict[str, Any]) -> None:
+        kernel = self.kernel
+        cell = Cell(request.get("id"), CellLimits(request.get("limits") or {}))
+        generation = kernel.generation
+        kernel.interrupted = False
+        started = time.monotonic()
+        status = self._run_cell(kernel, cell, str(request.get("code", "")), generation)
+        if status == "died":
+            kernel.restart()
+        elif kernel.generation == generation:
+            kill_strays(keep={kernel.pid or 0})
+        send({
+            "id": cell.req_id, "type": "done", "status": status,
+            "execution_count": cell.execution_count,
+            "duration": round(time.monotonic() - started, 6),
+            "dropped_stream_bytes": cell.dropped_stream_bytes,
+            "dropped_displays": cell.dropped_displays, "dropped_images": cell.dropped_images,
+            "restarted": kernel.generation != generation,
+        })  # fmt: skip
+
+    def _run_cell(self, kernel: Kernel, cell: Cell, code: str, generation: int) -> str:
+        kc = kernel.kc
+        msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        while True:
+            if kernel.generation != generation:
+                return "interrupted"
+            try:
+                msg = kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                if not kernel.alive() and kernel.generation == generation:
+                    return "died"
+                continue
+            except Exception:
+                if kernel.generation != generation:
+                    return "interrupted"
+                raise
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                cell.stream(content.get("name", "stdout"), content.get("text", ""))
+            elif kind in ("display_data", "update_display_data"):
+                cell.rich("display_data", content)
+            elif kind == "execute_result":
+                cell.rich("execute_result", content)
+            elif kind == "error":
+                cell.emit({"output_type": "error", "ename": content.get("ename", ""),
+                           "evalue": content.get("evalue", ""),
+                           "traceback": content.get("traceback", [])})  # fmt: skip
+            elif kind == "execute_input":
+                cell.execution_count = content.get("execution_count")
+            elif kind == "status" and content.get("execution_state") == "idle":
+                break
+        return self._reply_status(kernel, kc, msg_id)
+
+    def _reply_status(self, kernel: Kernel, kc: Any, msg_id: str) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                reply = kc.get_shell_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                status = reply["content"].get("status", "error")
+                if kernel.interrupted and status != "ok":
+                    return "interrupted"
+                return "ok" if status == "ok" else "error"
+        return "error"
+
+    # --- files -----------------------------------------------------------------
+
+    def run_files(self) -> None:
+        while True:
+            request = self.files.get()
+            try:
+                result = getattr(self, "file_" + request["op"])(request)
+                send({"id": request.get("id"), "type": "done", "status": "ok", **result})
+            except FileRefused as exc:
+                send(
+                    {
+                        "id": request.get("id"),
+                        "type": "done",
+                        "status": "refused",
+                        "error": str(exc),
+                    }
+                )
+            except Exception as exc:
+                send({"id": request.get("id"), "type": "done", "status": "error",
+                      "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+
+    def file_list_files(self, request: dict[str, Any]) -> dict[str, Any]:
+        files: list[dict[str, Any]] = []
+        truncated = False
+        for root, dirs, names in os.walk(WORKSPACE, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                    continue
+                if len(files) >= MAX_LISTED:
+                    truncated = True
+                    break
+                files.append({"path": os.path.relpath(path, WORKSPACE), "size": info.st_size,
+                              "mtime_ns": info.st_mtime_ns})  # fmt: skip
+            if truncated:
+                break
+        return {"files": files, "truncated": truncated}
+
+    def file_get_file(self, request: dict[str, Any]) -> dict[str, Any]:
+        limit = int(request.get("max_bytes", 50 << 20))
+        fd = open_confined(str(request.get("path", "")), os.O_RDONLY)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FileRefused("not a regular file")
+            if info.st_nlink != 1:
+                raise FileRefused("a file with several hard links is refused")
+            if info.st_size > limit:
+                raise FileRefused(f"the file is larger than {limit} bytes")
+            total = 0
+            while True:
+                block = os.read(fd, CHUNK)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise FileRefused(f"the file is larger than {limit} bytes")
+                send(
+                    {
+                        "id": request.get("id"),
+                        "type": "chunk",
+                        "data": base64.b64encode(block).decode(),
+                    }
+                )
+            return {"size": total}
+        finally:
+            os.close(fd)
+
+    def file_put_file(self, request: dict[str, Any]) -> dict[str, Any]:
+        path = str(request.get("path", ""))
+        data = base64.b64decode(str(request.get("data", "")), validate=True)
+        parent = os.path.dirname(path)
+        if parent:
+            make_dirs(parent)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request.get("append") else os.O_TRUNC)
+        fd = open_confined(path, flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileRefused("not a regular file")
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return {"size": len(data)}
+
+    # --- control ---------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> None:
+        op = request.get("op")
+        req_id = request.get("id")
+        if op == "execute":
+            self.jobs.put(request)
+        elif op in ("list_files", "get_file", "put_file"):
+            self.files.put(request)
+        elif op == "interrupt":
+            self.kernel.interrupt()
+            send({"id": req_id, "type": "done", "status": "ok"})
+        elif op == "restart":
+            self.kernel.restart()
+            send({"id": req_id, "type": "done", "status": "ok"})
+        elif op == "ping":
+            send(
+                {"id": req_id, "type": "done", "status": "ok", "kernel_alive": self.kernel.alive()}
+            )
+        else:
+            send({"id": req_id, "type": "done", "status": "error", "error": f"unknown op {op!r}"})
+
+    def serve(self) -> None:
+        self.kernel.start()
+        threading.Thread(target=self.run_jobs, name="jobs", daemon=True).start()
+        threading.Thread(target=self.run_files, name="files", daemon=True).start()
+        send({"type": "ready", "pid": os.getpid()})
+        for raw in sys.stdin.buffer:
+            try:
+                request = json.loads(raw)
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                send({"type": "protocol_error", "error": str(exc)})
+                continue
+            try:
+                self.handle(request)
+            except Exception as exc:
+                send({"id": request.get("id"), "type": "done", "status": "error",
+                      "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+
+
+class FileRefused(Exception):
+    pass
+
+
+def _components(path: str) -> list[str]:
+    if not path or path.startswith("/") or "\x00" in path:
+        raise FileRefused("a path must be relative to the workspace")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        raise FileRefused("a path must stay inside the workspace")
+    if any(len(p.encode()) > 255 for p in parts):
+        raise FileRefused("a path component is too long")
+    return parts
+
+
+def _open_dir(parts: list[str]) -> int:
+    """Walk to a directory without following a symlink on the way."""
+    fd = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
+        raise FileRefused("the path goes through something that is not a directory") from None
+    return fd
+
+
+def open_confined(path: str, flags: int) -> int:
+    parts = _components(path)
+    dir_fd = _open_dir(parts[:-1])
+    try:
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        raise FileRefused(f"cannot open {path}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+
+
+def make_dirs(path: str) -> None:
+    fd = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in _components(path):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                raise FileRefused(f"{part} is not a directory") from None
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel
+    Bridge().serve()

@@ -1,0 +1,105 @@
+"""The sandbox does its job: state, plots, files, limits that leave it usable."""
+
+import base64
+import re
+
+import pytest
+
+from sandbox.api import SandboxError
+from tests.sandbox.conftest import recover, text_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_it_keeps_state_between_cells_and_streams_outputs(sandbox):
+    seen = []
+    first = sandbox.execute("x = 20\nprint('setting x')\nx + 1", seen.append)
+    assert first.status == "ok"
+    assert seen == first.outputs
+    assert seen[0] == {"output_type": "stream", "name": "stdout", "text": "setting x\n"}
+    assert seen[1]["output_type"] == "execute_result"
+    assert seen[1]["data"]["text/plain"] == "21"
+    second = sandbox.execute("x * 2")
+    assert second.outputs[0]["data"]["text/plain"] == "40"
+    assert second.execution_count == first.execution_count + 1
+
+
+def test_a_plot_arrives_as_png_without_setup_code(sandbox):
+    result = sandbox.execute("plt.plot([1, 3, 2]); plt.title('trend'); plt.show()")
+    images = [o for o in result.outputs if "image/png" in o.get("data", {})]
+    assert result.status == "ok" and len(images) == 1
+    assert base64.b64decode(images[0]["data"]["image/png"]).startswith(b"\x89PNG")
+
+
+def test_errors_come_back_as_error_outputs(sandbox):
+    result = sandbox.execute("1 / 0")
+    assert result.status == "error"
+    error = result.outputs[-1]
+    assert error["output_type"] == "error" and error["ename"] == "ZeroDivisionError"
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "1 / 0" in plain
+
+
+def test_a_timed_out_cell_keeps_the_kernel_when_the_interrupt_works(sandbox):
+    sandbox.execute("kept = 'yes'")
+    result = sandbox.execute("while True:\n    pass")
+    assert result.status == "timeout"
+    assert not result.kernel_restarted
+    assert text_of(sandbox.execute("print(kept)")) == "yes\n"
+
+
+def test_a_cell_that_ignores_the_interrupt_is_killed_and_the_kernel_restarted(sandbox):
+    sandbox.execute("kept = 'yes'")
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "while True:\n    time.sleep(0.05)"
+    )
+    result = sandbox.execute(code)
+    assert result.status == "timeout"
+    assert result.kernel_restarted and result.state_lost
+    assert sandbox.execute("kept").status == "error"  # NameError: the state is gone
+    recover(sandbox)
+
+
+def test_interrupt_from_another_thread_stops_a_cell(sandbox):
+    import threading
+
+    threading.Timer(0.5, sandbox.interrupt).start()
+    result = sandbox.execute("import time\ntime.sleep(30)", timeout=20)
+    assert result.status == "interrupted"
+    assert result.duration < 3
+    recover(sandbox)
+
+
+def test_files_round_trip_through_the_bridge(sandbox):
+    payload = bytes(range(256)) * 5000  # over one chunk
+    sandbox.put_file("data/in.bin", payload)
+    assert sandbox.get_file("data/in.bin") == payload
+    sandbox.execute("open('out.csv', 'w').write('a,b\\n1,2\\n')")
+    listed = {f.path: f.size for f in sandbox.list_files()}
+    assert listed == {"data/in.bin": len(payload), "out.csv": 8}
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "/etc/passwd", "", "a/../../x", "x\x00y"])
+def test_file_names_outside_the_workspace_are_refused(sandbox, name):
+    with pytest.raises(SandboxError) as refused:
+        sandbox.get_file(name)
+    assert refused.value.permanent
+    with pytest.raises(SandboxError):
+        sandbox.put_file(name, b"x")
+
+
+def test_oversized_files_are_refused(client, runtime):
+    from sandbox.api import Limits
+    from tests.sandbox.conftest import make_sandbox
+
+    box = make_sandbox(client, runtime, Limits(file_bytes=1024))
+    try:
+        with pytest.raises(SandboxError, match="larger than 1024"):
+            box.put_file("big.bin", b"x" * 2048)
+        box.execute("open('big.bin', 'wb').write(b'x' * 4096)")
+        with pytest.raises(SandboxError, match="larger than 1024"):
+            box.get_file("big.bin")
+    finally:
+        box.close()
