@@ -463,17 +463,40 @@ def _components(path: str) -> list[str]:
     return parts
 
 
+def _step(fd: int, name: str, flags: int) -> int:
+    """Open name inside the directory fd, refusing links however the kernel treats O_NOFOLLOW.
+
+    Some kernels (gVisor's, for one) follow a symlink to a directory despite
+    O_NOFOLLOW|O_DIRECTORY, so the name is also checked with lstat, and the
+    opened object must be the one lstat saw, on the workspace's file system.
+    """
+    before = os.lstat(name, dir_fd=fd)
+    if stat.S_ISLNK(before.st_mode):
+        raise FileRefused(f"{name} is a symbolic link")
+    opened = os.open(name, flags | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+    after = os.fstat(opened)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or (
+        after.st_dev != os.stat(WORKSPACE).st_dev
+    ):
+        os.close(opened)
+        raise FileRefused(f"{name} changed while it was opened")
+    return opened
+
+
 def _open_dir(parts: list[str]) -> int:
     """Walk to a directory without following a symlink on the way."""
     fd = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            nxt = _step(fd, part, os.O_RDONLY | os.O_DIRECTORY)
             os.close(fd)
             fd = nxt
     except OSError:
         os.close(fd)
         raise FileRefused("the path goes through something that is not a directory") from None
+    except FileRefused:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -481,7 +504,13 @@ def open_confined(path: str, flags: int) -> int:
     parts = _components(path)
     dir_fd = _open_dir(parts[:-1])
     try:
-        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=dir_fd)
+        if flags & os.O_CREAT:
+            try:
+                os.lstat(parts[-1], dir_fd=dir_fd)
+            except FileNotFoundError:
+                fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_EXCL, 0o644, dir_fd=dir_fd)
+                os.close(fd)
+        return _step(dir_fd, parts[-1], (flags & ~os.O_CREAT) | os.O_NONBLOCK)
     except OSError as exc:
         raise FileRefused(f"cannot open {path}: {exc.strerror}") from None
     finally:
@@ -495,7 +524,7 @@ def make_dirs(path: str) -> None:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fd)
             try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                nxt = _step(fd, part, os.O_RDONLY | os.O_DIRECTORY)
             except OSError:
                 raise FileRefused(f"{part} is not a directory") from None
             os.close(fd)

@@ -14,7 +14,14 @@ from sandbox.image_tag import image_tag
 
 MiB = 1 << 20
 # Short time limits keep the suite quick; the other caps are the defaults.
-TEST_LIMITS = Limits(cell_timeout=4.0, interrupt_grace=2.0, memory_bytes=512 * MiB)
+# tmpfs pages count against the memory limit, so they stay well inside it.
+TEST_LIMITS = Limits(
+    cell_timeout=4.0,
+    interrupt_grace=2.0,
+    memory_bytes=512 * MiB,
+    tmp_bytes=64 * MiB,
+    workspace_bytes=128 * MiB,
+)
 
 
 def _runtimes() -> list[str]:
