@@ -10,6 +10,7 @@ reaches at least as far as the first delta that client receives: no gap.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -42,6 +43,11 @@ def read(message_ids: list[int]) -> dict[int, str]:
         for m, v in zip(message_ids, values, strict=True)
         if v is not None
     }
+
+
+def lock(name: str, ttl: int) -> Any:
+    """A Redis lock shared by every process of this deployment."""
+    return _client().lock(f"{settings.CHANNEL_PREFIX}:lock:{name}", timeout=ttl)
 
 
 def clear(message_id: int) -> None:

@@ -139,3 +139,44 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class SandboxRecord(models.Model):
+    """A sandbox container the system knows about; anything else labelled as
+    ours on the Docker engine is an orphan and is removed."""
+
+    class State(models.TextChoices):
+        WARM = "warm"  # ready in the pool, belongs to nobody
+        CLAIMED = "claimed"  # a conversation's sandbox
+        REMOVED = "removed"
+
+    LIVE = (State.WARM, State.CLAIMED)
+
+    container_id = models.CharField(max_length=64, unique=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WARM)
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="sandboxes"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    image = models.CharField(max_length=200)
+    runtime = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(state="claimed"),
+                name="chat_sandbox_one_per_conversation",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"sandbox {self.container_id[:12]} ({self.state})"

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from chat import actions
 from chat.runner import TurnRunner
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -20,3 +26,31 @@ def run_turn(turn_id: int) -> None:
 def sweep_turns() -> dict[str, int]:
     """Interrupt turns whose worker died and re-enqueue turns whose task was lost."""
     return actions.do_sweep_turns()
+
+
+@shared_task(ignore_result=True)
+def maintain_sandboxes() -> dict[str, int]:
+    """Reap idle sandboxes, remove orphans and top up the warm pool (one run at a time)."""
+    from chat import live, sandboxes
+
+    lock = live.lock("maintain-sandboxes", ttl=300)
+    if not lock.acquire(blocking=False):
+        return {"skipped": 1}
+    try:
+        report = sandboxes.reconcile()
+        report["reaped"] = sandboxes.reap_idle()
+        report["started"] = sandboxes.top_up_pool()
+        return report
+    finally:
+        lock.release()
+
+
+@worker_ready.connect
+def _reconcile_on_start(**_: Any) -> None:
+    """Containers left by a worker that died are removed when a worker starts."""
+    from chat import sandboxes
+
+    try:
+        log.info("sandbox reconcile at start: %s", sandboxes.reconcile())
+    except Exception:
+        log.warning("could not reconcile sandboxes at start", exc_info=True)

@@ -102,6 +102,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chat.tasks.sweep_turns",
         "schedule": env_float("CODEACT_SWEEP_INTERVAL", 10.0, minimum=1.0),
     },
+    "maintain-sandboxes": {
+        "task": "chat.tasks.maintain_sandboxes",
+        "schedule": env_float("CODEACT_POOL_INTERVAL", 15.0, minimum=1.0),
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

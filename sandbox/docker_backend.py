@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import queue
+import secrets
 import struct
 import threading
 import time
@@ -40,6 +41,12 @@ CONTROL_TIMEOUT = 30.0
 CHUNK = 1 << 20
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+
+
+def managed_containers(client: docker.DockerClient, **labels: str) -> list[Any]:
+    """Every sandbox container (running or not) carrying these labels."""
+    filters = [f"{LABEL}=1", *(f"{k}={v}" for k, v in labels.items())]
+    return list(client.containers.list(all=True, filters={"label": filters}))
 
 
 def docker_client(base_url: str | None = None) -> docker.DockerClient:
@@ -101,14 +108,17 @@ class DockerSandbox:
         limits: Limits,
         labels: dict[str, str],
         runtime: str | None = None,
+        container_id: str | None = None,
     ) -> None:
+        """Start a new sandbox container, or attach to a running one (container_id)."""
         self.client = client
         self.image = image
         self.limits = limits
         self.labels = {LABEL: "1", **labels}
         self.runtime = runtime
         self.id = ""
-        self._ids = itertools.count(1)
+        # Request ids differ between processes attached to the same container.
+        self._ids = itertools.count(secrets.randbelow(1 << 40) + 1)
         self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -119,7 +129,10 @@ class DockerSandbox:
         self._sock: Any = None
         self._interrupt_at: float | None = None
         self.started_at = 0.0
-        self._start()
+        if container_id:
+            self._connect(container_id)
+        else:
+            self._start()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -160,6 +173,9 @@ class DockerSandbox:
             created = api.create_container(
                 self.image,
                 stdin_open=True,
+                # detach: without it docker-py sets StdinOnce, and the first
+                # attach to close would close the bridge's stdin for good.
+                detach=True,
                 tty=False,
                 user=f"{SANDBOX_UID}:{SANDBOX_UID}",
                 environment={},
@@ -168,12 +184,7 @@ class DockerSandbox:
                 host_config=self._host_config(),
             )
             self.id = created["Id"]
-            attached = api.attach_socket(
-                self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            self._sock = getattr(attached, "_sock", attached)
-            self._sock.settimeout(None)
-            threading.Thread(target=self._read, name=f"sandbox-{self.id[:12]}", daemon=True).start()
+            self._attach()
             api.start(self.id)
         except docker.errors.ImageNotFound:
             raise SandboxError(
@@ -189,6 +200,37 @@ class DockerSandbox:
                 f"The sandbox did not start: {detail or 'timed out'}", permanent=False
             )
         self.started_at = time.monotonic() - started
+
+    def _attach(self) -> None:
+        attached = self.client.api.attach_socket(
+            self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        self._sock = getattr(attached, "_sock", attached)
+        self._sock.settimeout(None)
+        threading.Thread(target=self._read, name=f"sandbox-{self.id[:12]}", daemon=True).start()
+
+    def _connect(self, container_id: str) -> None:
+        """Attach to a running sandbox (one made warm by another process)."""
+        self.id = container_id
+        try:
+            self._attach()
+        except docker.errors.DockerException as exc:
+            raise SandboxError(
+                f"Could not reach sandbox {container_id[:12]}: {exc}", permanent=False
+            ) from exc
+        self._ready.set()
+        self.warm.set()
+        if not self.ping():
+            self.detach()
+            raise SandboxError(f"Sandbox {container_id[:12]} does not answer.", permanent=False)
+
+    def detach(self) -> None:
+        """Let go of the container without stopping it (another process may attach)."""
+        try:
+            if self._sock is not None:
+                self._sock.close()
+        except OSError:
+            pass
 
     def _read(self) -> None:
         demux = _Demux()
@@ -239,11 +281,8 @@ class DockerSandbox:
         return not self._dead.is_set()
 
     def close(self) -> None:
-        try:
-            if self._sock is not None:
-                self._sock.close()
-        except OSError:
-            pass
+        """Remove the container."""
+        self.detach()
         if self.id:
             try:
                 self.client.api.remove_container(self.id, force=True)

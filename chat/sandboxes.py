@@ -1,0 +1,218 @@
+"""Sandbox lifecycle: the warm pool, claims, idle reaping and orphan removal.
+
+The database is the registry. A warm container is claimed with a row lock
+(SKIP LOCKED), so two workers never get the same one; a container that the
+registry does not list as live, but that carries this deployment's label, is
+an orphan and is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import Conversation, SandboxRecord
+from sandbox.api import Limits, SandboxError
+from sandbox.docker_backend import DockerSandbox, docker_client, managed_containers
+from sandbox.image_tag import image_tag
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _client() -> Any:
+    return docker_client(settings.CODEACT_DOCKER_URL or None)
+
+
+def image() -> str:
+    return settings.CODEACT_SANDBOX_IMAGE or image_tag()
+
+
+def limits() -> Limits:
+    config: dict[str, Any] = settings.CODEACT_SANDBOX_LIMITS
+    return Limits(**config)
+
+
+def deployment_labels() -> dict[str, str]:
+    # Only this deployment's containers are ever reconciled: a test run, a
+    # second deployment or `make run` on the same engine are left alone.
+    return {"codeact.deployment": settings.CHANNEL_PREFIX}
+
+
+def _new_container(**labels: str) -> DockerSandbox:
+    return DockerSandbox(
+        _client(),
+        image(),
+        limits(),
+        {**deployment_labels(), **labels},
+        runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
+    )
+
+
+@dataclass
+class Claim:
+    sandbox: DockerSandbox
+    record: SandboxRecord
+    fresh: bool  # a new kernel: variables from earlier turns are gone
+
+
+def create_warm() -> SandboxRecord:
+    """Start one sandbox, wait until its libraries are imported, and pool it."""
+    box = _new_container(**{"codeact.pool": "1"})
+    try:
+        if not box.warm.wait(limits().start_timeout) or not box.alive:
+            raise SandboxError("The sandbox did not warm up in time.", permanent=False)
+        record = SandboxRecord.objects.create(
+            container_id=box.id, image=box.image, runtime=box.runtime or ""
+        )
+    except BaseException:
+        box.close()
+        raise
+    box.detach()
+    return record
+
+
+def top_up_pool() -> int:
+    """Start warm sandboxes until the pool holds CODEACT_POOL_SIZE; returns how many."""
+    missing = (
+        settings.CODEACT_POOL_SIZE
+        - SandboxRecord.objects.filter(state=SandboxRecord.State.WARM).count()
+    )
+    started = 0
+    for _ in range(max(0, missing)):
+        try:
+            create_warm()
+            started += 1
+        except SandboxError:
+            log.warning("could not start a warm sandbox", exc_info=True)
+            break
+    return started
+
+
+def _take_warm(conversation: Conversation) -> SandboxRecord | None:
+    with transaction.atomic():
+        record = (
+            SandboxRecord.objects.select_for_update(skip_locked=True)
+            .filter(state=SandboxRecord.State.WARM, image=image())
+            .order_by("created_at")
+            .first()
+        )
+        if record is None:
+            return None
+        now = timezone.now()
+        record.state = SandboxRecord.State.CLAIMED
+        record.conversation = conversation
+        record.owner_id = conversation.owner_id
+        record.claimed_at = record.last_used_at = now
+        record.save(update_fields=["state", "conversation", "owner", "claimed_at", "last_used_at"])
+    return record
+
+
+def _check_user_cap(conversation: Conversation) -> None:
+    live = SandboxRecord.objects.filter(
+        state=SandboxRecord.State.CLAIMED, owner_id=conversation.owner_id
+    ).exclude(conversation=conversation)
+    cap = settings.CODEACT_SANDBOXES_PER_USER
+    if live.count() >= cap:
+        raise SandboxError(
+            f"You already have {cap} conversations with a running Python sandbox, the most "
+            "allowed. Finish or delete one of them, or wait until an idle one is shut down "
+            f"(after {settings.CODEACT_SANDBOX_IDLE_SECONDS // 60} minutes without use).",
+            permanent=True,
+        )
+
+
+def claim_for(conversation: Conversation) -> Claim:
+    """The conversation's sandbox: its own if alive, else one from the pool, else a new one."""
+    current = SandboxRecord.objects.filter(
+        conversation=conversation, state=SandboxRecord.State.CLAIMED
+    ).first()
+    if current is not None:
+        try:
+            box = DockerSandbox(
+                _client(), current.image, limits(), {}, container_id=current.container_id
+            )
+            touch(current)
+            return Claim(box, current, fresh=False)
+        except SandboxError:
+            log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
+            remove(current, "lost")
+    _check_user_cap(conversation)
+    while (record := _take_warm(conversation)) is not None:
+        try:
+            box = DockerSandbox(
+                _client(), record.image, limits(), {}, container_id=record.container_id
+            )
+            return Claim(box, record, fresh=True)
+        except SandboxError:
+            remove(record, "dead_in_pool")
+    box = _new_container(**{"codeact.conversation": str(conversation.id)})
+    now = timezone.now()
+    record = SandboxRecord.objects.create(
+        container_id=box.id,
+        image=box.image,
+        runtime=box.runtime or "",
+        state=SandboxRecord.State.CLAIMED,
+        conversation=conversation,
+        owner_id=conversation.owner_id,
+        claimed_at=now,
+        last_used_at=now,
+    )
+    return Claim(box, record, fresh=True)
+
+
+def touch(record: SandboxRecord) -> None:
+    SandboxRecord.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
+
+
+def remove(record: SandboxRecord, reason: str) -> None:
+    """Remove the container and retire its record."""
+    try:
+        _client().api.remove_container(record.container_id, force=True)
+    except Exception as exc:  # already gone is fine
+        if "No such container" not in str(exc):
+            log.warning("could not remove %s: %s", record.container_id[:12], exc)
+    SandboxRecord.objects.filter(pk=record.pk).update(
+        state=SandboxRecord.State.REMOVED, removed_at=timezone.now(), removed_reason=reason
+    )
+
+
+def reap_idle() -> int:
+    """Remove conversation sandboxes unused for CODEACT_SANDBOX_IDLE_SECONDS."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CODEACT_SANDBOX_IDLE_SECONDS)
+    idle = list(
+        SandboxRecord.objects.filter(state=SandboxRecord.State.CLAIMED, last_used_at__lt=cutoff)
+    )
+    for record in idle:
+        remove(record, "idle")
+    return len(idle)
+
+
+def reconcile() -> dict[str, int]:
+    """Remove labelled containers the registry does not know, and retire records
+    whose container is gone (stopped containers count as gone)."""
+    live = {r.container_id: r for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE)}
+    seen: set[str] = set()
+    orphans = 0
+    for container in managed_containers(_client(), **deployment_labels()):
+        if container.id in live and container.status == "running":
+            seen.add(container.id)
+            continue
+        if container.id in live:
+            continue  # stopped: retired below
+        orphans += 1
+        try:
+            container.remove(force=True)
+        except Exception:
+            log.warning("could not remove orphan %s", container.id[:12], exc_info=True)
+    gone = [r for cid, r in live.items() if cid not in seen]
+    for record in gone:
+        remove(record, "gone")
+    return {"orphans": orphans, "gone": len(gone)}
