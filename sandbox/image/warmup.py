@@ -6,4 +6,4 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-get_ipython().run_line_magic("matplotlib", "inline")
+get_ipython().run_line_magic("matplotlib", "inline")  # type: ignore[name-defined]
