@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap run test test-fast lint format bench bench-turn bench-sandbox
+.PHONY: bootstrap run test test-fast lint format bench bench-sandbox
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -25,3 +25,9 @@ lint: bootstrap
 format:
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: bench-sandbox
+
+# Sandbox latencies and memory against docker run / docker exec / attach baselines.
+bench-sandbox: bootstrap
+	$(PY) bench/sandbox.py

@@ -1,0 +1,215 @@
+"""Sandbox benchmark: p50/p95 against baselines measured in the same run.
+
+    make bench-sandbox            (BENCH_ITERATIONS=50 by default)
+
+Baselines: a cold `docker run --rm <image> python -c pass`, `docker exec
+<container> true`, and a raw echo through an attach stream. Rows: cold start
+to kernel ready, warm claim, a trivial cell, the first stdout chunk, a plot
+cell, and idle memory from the cgroup.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codeact_web.settings")
+os.environ.setdefault("CODEACT_CHANNEL_PREFIX", f"codeact-bench-{os.getpid()}")
+
+import django  # noqa: E402
+
+django.setup()
+
+from chat import sandboxes  # noqa: E402
+from chat.models import Conversation, SandboxRecord  # noqa: E402
+from sandbox.docker_backend import DockerSandbox  # noqa: E402
+
+N = int(os.environ.get("BENCH_ITERATIONS", "50"))
+WARMUP = 3
+MiB = 1 << 20
+
+
+def measure(fn: Callable[[], float | None], n: int = N) -> list[float]:
+    for _ in range(WARMUP):
+        fn()
+    samples = []
+    for _ in range(n):
+        value = fn()
+        if value is not None:
+            samples.append(value)
+    return samples
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def docker_run_cold(image: str) -> float:
+    return timed(
+        lambda: subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--entrypoint",
+             "/opt/sandbox/bin/python", image, "-c", "pass"],
+            check=True, capture_output=True,
+        )
+    )  # fmt: skip
+
+
+def attach_echo_baseline(client: Any, image: str) -> tuple[list[float], Any]:
+    container = client.api.create_container(
+        image, entrypoint=["cat"], stdin_open=True, detach=True, network_disabled=True,
+        host_config=client.api.create_host_config(network_mode="none"),
+    )  # fmt: skip
+    cid = container["Id"]
+    sock = client.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stream": 1})
+    raw = getattr(sock, "_sock", sock)
+    client.api.start(cid)
+
+    def once() -> float:
+        started = time.perf_counter()
+        raw.sendall(b"ping\n")
+        got = b""
+        while not got.endswith(b"ping\n"):
+            got += raw.recv(4096)
+        return time.perf_counter() - started
+
+    return measure(once), (cid, raw)
+
+
+def main() -> None:
+    client = sandboxes._client()
+    image = sandboxes.image()
+    limits = sandboxes.limits()
+    rows: dict[str, list[float]] = {}
+
+    print(f"image {image}, {N} iterations after {WARMUP} warm-up runs\n", flush=True)
+    rows["baseline: docker run --rm python -c pass"] = measure(lambda: docker_run_cold(image))
+    echo, (echo_id, echo_sock) = attach_echo_baseline(client, image)
+    rows["baseline: raw attach echo"] = echo
+    echo_sock.close()
+    client.api.remove_container(echo_id, force=True)
+
+    box = DockerSandbox(client, image, limits, {"codeact.bench": "1"})
+    box.warm.wait(60)
+    rows["baseline: docker exec <container> true"] = measure(
+        lambda: timed(
+            lambda: subprocess.run(
+                ["docker", "exec", box.id, "true"], check=True, capture_output=True
+            )
+        )
+    )
+
+    def cold() -> float:
+        started = time.perf_counter()
+        fresh = DockerSandbox(client, image, limits, {"codeact.bench": "1"})
+        elapsed = time.perf_counter() - started
+        fresh.close()
+        return elapsed
+
+    rows["cold start to kernel ready"] = measure(cold)
+    rows["warm claim"] = measure_claims(client)
+    rows["trivial cell (1+1)"] = measure(lambda: timed(lambda: box.execute("1+1")))
+    rows["first stdout chunk"] = measure(lambda: first_chunk(box))
+    rows["matplotlib plot cell"] = measure(
+        lambda: timed(lambda: box.execute("plt.plot([1, 3, 2]); plt.show()"))
+    )
+    box.close()
+    memory = idle_memory(client, image, limits)
+    report(rows, memory)
+
+
+def first_chunk(box: DockerSandbox) -> float:
+    seen = threading.Event()
+    arrived: list[float] = []
+    started = time.perf_counter()
+
+    def on_output(_: Any) -> None:
+        if not seen.is_set():
+            arrived.append(time.perf_counter() - started)
+            seen.set()
+
+    box.execute("print('first', flush=True)\nimport time\ntime.sleep(0.2)", on_output)
+    return arrived[0]
+
+
+def measure_claims(client: Any) -> list[float]:
+    """Claim a pooled sandbox (row lock + attach + ping), then put it back."""
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-sandbox")
+    conversation = Conversation.objects.create(owner=user, title="bench")
+    record = sandboxes.create_warm()
+
+    def once() -> float:
+        started = time.perf_counter()
+        claim = sandboxes.claim_for(conversation)
+        elapsed = time.perf_counter() - started
+        assert claim.fresh and claim.record.pk == record.pk
+        claim.sandbox.detach()
+        SandboxRecord.objects.filter(pk=record.pk).update(
+            state=SandboxRecord.State.WARM, conversation=None, owner=None
+        )
+        return elapsed
+
+    try:
+        return measure(once)
+    finally:
+        sandboxes.remove(record, "bench")
+        conversation.delete()
+
+
+def idle_memory(client: Any, image: str, limits: Any) -> list[float]:
+    boxes = [DockerSandbox(client, image, limits, {"codeact.bench": "1"}) for _ in range(3)]
+    for box in boxes:
+        box.warm.wait(60)
+    time.sleep(3)
+    values = [(box.memory_bytes() or 0) / MiB for box in boxes]
+    for box in boxes:
+        box.close()
+    return values
+
+
+def report(rows: dict[str, list[float]], memory: list[float]) -> None:
+    ms = {name: (p(s, 0.5) * 1000, p(s, 0.95) * 1000, len(s)) for name, s in rows.items()}
+    print(f"{'row':<44} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
+    for name, (p50, p95, n) in ms.items():
+        print(f"{name:<44} {p50:>9.1f} {p95:>9.1f} {n:>4}")
+    print(f"{'idle sandbox memory (cgroup, MiB)':<44} {statistics.median(memory):>9.1f}")
+
+    cold = ms["cold start to kernel ready"][0]
+    claim = ms["warm claim"][0]
+    cell = ms["trivial cell (1+1)"][0]
+    exec_ = ms["baseline: docker exec <container> true"][0]
+    mem = statistics.median(memory)
+    checks = [
+        ("warm claim p50 <= 50 ms", claim <= 50, f"{claim:.1f} ms"),
+        ("warm claim <= 0.1x cold start", claim <= 0.1 * cold, f"{claim / cold:.3f}x"),
+        ("cold start to kernel ready p50 <= 1000 ms", cold <= 1000, f"{cold:.0f} ms"),
+        ("trivial cell p50 <= 10 ms", cell <= 10, f"{cell:.1f} ms"),
+        ("trivial cell <= 0.2x docker exec", cell <= 0.2 * exec_, f"{cell / exec_:.3f}x"),
+        ("idle sandbox <= 80 MiB", mem <= 80, f"{mem:.0f} MiB"),
+    ]
+    print(f"\n{'target':<44} {'measured':>12}  result")
+    for name, ok, value in checks:
+        print(f"{name:<44} {value:>12}  {'met' if ok else 'MISSED'}")
+    run_ms = ms["baseline: docker run --rm python -c pass"][0]
+    print(f"\ncold start / docker run baseline: {cold / run_ms:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
