@@ -92,8 +92,34 @@ class Kernel:
             )  # fmt: skip
             kc = km.blocking_client()
             kc.start_channels()
-            kc.wait_for_ready(timeout=60)
+            self._wait_ready(km, kc, timeout=60)
             self.km, self.kc = km, kc
+
+    @staticmethod
+    def _wait_ready(km: KernelManager, kc: Any, timeout: float) -> None:
+        """Like kc.wait_for_ready, with 50 ms polls instead of 1 s ones.
+
+        Ready means a kernel_info reply on shell and a message on IOPub (so
+        the IOPub subscription is live and no output of the first cell is lost).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg_id = kc.kernel_info()
+            for _ in range(10):
+                try:
+                    reply = kc.get_shell_msg(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if reply["parent_header"].get("msg_id") != msg_id:
+                    continue
+                try:
+                    kc.get_iopub_msg(timeout=0.2)
+                except queue.Empty:
+                    break  # IOPub not connected yet: ask again
+                return
+            if not km.is_alive():
+                raise RuntimeError("the kernel died while starting")
+        raise RuntimeError("the kernel did not start in time")
 
     def warm_up(self) -> None:
         with open(WARMUP) as handle:
