@@ -196,7 +196,7 @@ def claim_turn(turn_id: int) -> Turn | None:
     it is marked interrupted (and never silently re-run).
     """
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.CODEACT_TURN_LEASE_SECONDS)
+    lease = Turn.lease_expiry()
     claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.QUEUED).update(
         status=Turn.Status.RUNNING, lease_until=lease, worker=WORKER_NAME, started_at=now
     )

@@ -103,7 +103,8 @@ class Turn(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
-    def lease_expiry(self) -> datetime:
+    @staticmethod
+    def lease_expiry() -> datetime:
         return timezone.now() + timedelta(seconds=settings.CODEACT_TURN_LEASE_SECONDS)
 
 

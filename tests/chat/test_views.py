@@ -77,6 +77,8 @@ def test_another_users_conversation_is_a_404(client, owner, other_user):
     assert conversation.title == "Private"
 
 
-def test_the_admin_is_for_staff(client, owner):
+def test_the_admin_is_for_staff(client, owner, staff):
     client.force_login(owner)
     assert client.get("/admin/").status_code == 302
+    client.force_login(staff)
+    assert client.get("/admin/").status_code == 200
