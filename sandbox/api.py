@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 Output = dict[str, Any]
 OnOutput = Callable[[Output], None]
+Poll = Callable[[], bool]
 Status = Literal["ok", "error", "timeout", "interrupted", "died"]
 
 MiB = 1 << 20
@@ -88,13 +89,19 @@ class Sandbox(Protocol):
     id: str
 
     def execute(
-        self, code: str, on_output: OnOutput | None = None, timeout: float | None = None
+        self,
+        code: str,
+        on_output: OnOutput | None = None,
+        timeout: float | None = None,
+        poll: Poll | None = None,
     ) -> ExecutionResult:
         """Run code in the kernel, streaming outputs to on_output as they come.
 
         Past `timeout` (default: the cell limit) the kernel is interrupted,
         and restarted if it does not yield within the grace period; the
-        result is then `timeout`.
+        result is then `timeout`. `poll` is called about every 50 ms while
+        the cell runs; when it returns True the cell is interrupted the same
+        way and the result is `interrupted` (the user pressed Stop).
         """
         ...
 

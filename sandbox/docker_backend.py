@@ -30,7 +30,16 @@ from typing import Any
 import docker
 from docker.types import Ulimit
 
-from sandbox.api import ExecutionResult, FileInfo, Limits, OnOutput, Output, SandboxError, Status
+from sandbox.api import (
+    ExecutionResult,
+    FileInfo,
+    Limits,
+    OnOutput,
+    Output,
+    Poll,
+    SandboxError,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,7 @@ LABEL = "codeact.managed"
 SANDBOX_UID = 1000
 MAX_LINE = 32 << 20  # a 5 MiB image is ~7 MiB of base64; anything far larger is hostile
 CONTROL_TIMEOUT = 30.0
+POLL_INTERVAL = 0.05  # how often a running cell calls its `poll` (Stop within 0.5 s)
 CHUNK = 1 << 20
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -343,7 +353,11 @@ class DockerSandbox:
     # --- the Sandbox interface ------------------------------------------------
 
     def execute(
-        self, code: str, on_output: OnOutput | None = None, timeout: float | None = None
+        self,
+        code: str,
+        on_output: OnOutput | None = None,
+        timeout: float | None = None,
+        poll: Poll | None = None,
     ) -> ExecutionResult:
         """Run code in the kernel; see sandbox.api.Sandbox.execute."""
         limit = self.limits.cell_timeout if timeout is None else timeout
@@ -352,7 +366,7 @@ class DockerSandbox:
         req_id, inbox = self._open("execute", code=code, limits=self.limits.cell_limits())
         cell = _CellGuard(self.limits, on_output)
         try:
-            outcome = self._wait_cell(inbox, cell, started + limit)
+            outcome = self._wait_cell(inbox, cell, started + limit, poll)
         finally:
             self._forget(req_id)
         status, done = outcome
@@ -369,18 +383,26 @@ class DockerSandbox:
         )
 
     def _wait_cell(
-        self, inbox: queue.Queue[dict[str, Any]], cell: _CellGuard, deadline: float
+        self,
+        inbox: queue.Queue[dict[str, Any]],
+        cell: _CellGuard,
+        deadline: float,
+        poll: Poll | None,
     ) -> tuple[Status, dict[str, Any]]:
-        timed_out = False
-        restarted = False
+        timed_out = stopped = restarted = False
         while True:
             now = time.monotonic()
             wake = deadline
             if self._interrupt_at is not None:
                 wake = min(wake, self._interrupt_at + self.limits.interrupt_grace)
+            if poll is not None:
+                wake = min(wake, now + POLL_INTERVAL)
             try:
                 message = inbox.get(timeout=max(0.0, wake - now))
             except queue.Empty:
+                if poll is not None and not stopped and not timed_out and poll():
+                    stopped = True
+                    self.interrupt()
                 if not restarted and self._grace_over():
                     restarted = True
                     self._force_restart()
@@ -394,7 +416,7 @@ class DockerSandbox:
             if kind == "output":
                 cell.take(message.get("output"))
             elif kind == "done":
-                status = _status(str(message.get("status")), timed_out)
+                status = _status(str(message.get("status")), timed_out, stopped)
                 if restarted:
                     message["restarted"] = True
                 return status, message
@@ -562,9 +584,11 @@ def _stream_name(name: Any) -> str:
     return "stderr" if name == "stderr" else "stdout"
 
 
-def _status(raw: str, timed_out: bool) -> Status:
+def _status(raw: str, timed_out: bool, stopped: bool = False) -> Status:
     if timed_out:
         return "timeout"
+    if stopped and raw != "died":
+        return "interrupted"
     if raw == "ok":
         return "ok"
     if raw == "interrupted":

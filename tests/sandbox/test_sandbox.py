@@ -2,6 +2,7 @@
 
 import base64
 import re
+import time
 
 import pytest
 
@@ -69,6 +70,32 @@ def test_interrupt_from_another_thread_stops_a_cell(sandbox):
     result = sandbox.execute("import time\ntime.sleep(30)", timeout=20)
     assert result.status == "interrupted"
     assert result.duration < 3
+    recover(sandbox)
+
+
+def test_poll_stops_a_cell_and_keeps_the_state(sandbox):
+    sandbox.execute("kept = 7")
+    started = time.monotonic()
+    result = sandbox.execute(
+        "import time\ntime.sleep(30)", timeout=20, poll=lambda: time.monotonic() - started > 0.3
+    )
+    assert result.status == "interrupted"
+    assert result.duration < 5  # far from the 30 s sleep, and no kernel restart was needed
+    assert not result.state_lost
+    assert sandbox.execute("print(kept)").outputs[0]["text"] == "7\n"
+
+
+def test_poll_kills_a_cell_that_ignores_the_interrupt(sandbox):
+    sandbox.execute("kept = 7")
+    started = time.monotonic()
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "while True: time.sleep(0.1)"
+    )
+    result = sandbox.execute(code, timeout=20, poll=lambda: time.monotonic() - started > 0.3)
+    assert result.status == "interrupted"
+    assert result.kernel_restarted and result.state_lost
+    assert sandbox.execute("print(1)").status == "ok"
     recover(sandbox)
 
 
