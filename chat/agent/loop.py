@@ -1,56 +1,178 @@
-"""The agent loop: Django-free, synchronous, driven through three interfaces.
+"""The CodeAct loop: Django-free, synchronous, driven through three interfaces.
 
-A model client streams text, a sink receives what happens (and persists or
-broadcasts it), and `should_stop` says when the user pressed Stop. The
-CodeAct actions (code execution) plug into this loop; a reply without an
-action is the final answer.
+A model client streams text, an executor runs code in the conversation's
+sandbox, and a sink receives every step (and persists or broadcasts it).
+`should_stop` says when the user pressed Stop. A reply without an
+`<execute>` block is the final answer; otherwise the code runs, its output
+goes back to the model as an observation, and the model continues.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from chat.agent import codeact
 from chat.agent.model import ChatMessage, ModelClient, Reply
+from sandbox.api import ExecutionResult, OnOutput, Output
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful assistant. Answer clearly and concisely; use Markdown for "
-    "lists, tables and code."
-)
+DEFAULT_MAX_EXECUTIONS = 5
+
+
+@dataclass
+class Executed:
+    """What the executor reports about one code action."""
+
+    result: ExecutionResult
+    notes: list[str] = field(default_factory=list)  # told to the model before the output
+    new_files: list[str] = field(default_factory=list)  # workspace files created or changed
+
+
+class Executor(Protocol):
+    def execute(self, code: str, on_output: OnOutput, poll: Callable[[], bool]) -> Executed:
+        """Run code; call `poll` about every 50 ms, and interrupt the cell when it returns True."""
+        ...
 
 
 class Sink(Protocol):
     def reply_started(self) -> None: ...
     def reply_text(self, delta: str) -> None: ...
-    def reply_finished(self, reply: Reply) -> None: ...
+    def reply_finished(self, reply: Reply, content: str, final: bool) -> None: ...
+    def execution_started(self, code: str) -> None: ...
+    def execution_output(self, output: Output) -> None: ...
+    def execution_finished(self, executed: Executed, observation: str) -> None: ...
+    def notice(self, code: str, text: str) -> None: ...
 
 
 @dataclass
 class Outcome:
     stopped: bool
     replies: list[Reply]
+    executions: int
 
 
-def build_messages(history: list[ChatMessage], system_prompt: str) -> list[ChatMessage]:
-    return [{"role": "system", "content": system_prompt}, *history]
+class _ReplyWatch:
+    """Forwards deltas until the first action block closes, then cuts the reply.
+
+    Servers that honour the stop sequence never send `</execute>`; for those
+    that do not, everything after the first block is discarded (a model that
+    goes on would invent the output of code that has not run).
+    """
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.text = ""
+        self.action_closed = False
+
+    def until(self, should_stop: Callable[[], bool]) -> Callable[[], bool]:
+        """The model stream ends at the action's end, or when the user stops it."""
+        return lambda: self.action_closed or should_stop()
+
+    def __call__(self, delta: str) -> None:
+        if self.action_closed:
+            return
+        start = len(self.text)
+        self.text += delta
+        close = self.text.find(codeact.CLOSE_TAG, max(0, start - len(codeact.CLOSE_TAG)))
+        if close != -1 and codeact.OPEN_TAG in self.text[:close]:
+            self.text = self.text[: close + len(codeact.CLOSE_TAG)]
+            self.action_closed = True
+        if len(self.text) > start:
+            self.on_text(self.text[start:])
+
+
+def _footer(executed: Executed) -> list[str]:
+    result = executed.result
+    lines: list[str] = []
+    if result.status == "timeout":
+        lines.append(
+            f"[The execution was stopped after {result.duration:.0f} seconds: "
+            "that is the time limit for one execution.]"
+        )
+    elif result.status == "interrupted":
+        lines.append("[The user stopped this execution.]")
+    elif result.status == "died":
+        lines.append("[The Python process died (for example, it ran out of memory).]")
+    if result.state_lost:
+        lines.append(
+            "[The Python session was restarted: variables and imports from earlier "
+            "executions are lost; files in /workspace are kept.]"
+        )
+    if result.dropped_stream_bytes:
+        lines.append(
+            f"[{result.dropped_stream_bytes:,} bytes of printed output were dropped: "
+            "print less, or write large results to a file.]"
+        )
+    if result.dropped_displays or result.dropped_images:
+        lines.append(
+            f"[{result.dropped_displays + result.dropped_images} displayed items were "
+            "dropped because the execution showed too many or too large ones.]"
+        )
+    if executed.new_files:
+        lines.append("[Files saved in /workspace: " + ", ".join(executed.new_files) + "]")
+    return lines
 
 
 def run_agent(
     model: ModelClient,
-    history: list[ChatMessage],
+    history: Sequence[ChatMessage],
     sink: Sink,
+    executor: Executor,
     *,
+    system_prompt: str = codeact.SYSTEM_PROMPT,
     should_stop: Callable[[], bool] = lambda: False,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    max_executions: int = DEFAULT_MAX_EXECUTIONS,
 ) -> Outcome:
     """Run one user turn to its end and report every step to the sink.
 
-    A ModelError propagates; the sink has already seen every delta, so it
-    knows how far the reply got.
+    A ModelError or SandboxError propagates; the sink has already seen every
+    step, so it knows how far the turn got.
     """
-    messages = build_messages(history, system_prompt)
-    sink.reply_started()
-    reply = model.stream(messages, sink.reply_text, should_stop=should_stop)
-    sink.reply_finished(reply)
-    return Outcome(stopped=reply.stopped, replies=[reply])
+    messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}, *history]
+    replies: list[Reply] = []
+    executions = 0
+    while True:
+        sink.reply_started()
+        watch = _ReplyWatch(sink.reply_text)
+        reply = model.stream(
+            messages,
+            watch,
+            stop=codeact.STOP_SEQUENCES,
+            should_stop=watch.until(should_stop),
+        )
+        if watch.action_closed:
+            reply.stopped = False  # we ended the stream ourselves, at the action's end
+        replies.append(reply)
+        stopped = reply.stopped
+        content = watch.text if stopped else codeact.close_reply(watch.text)
+        action = None if stopped else codeact.parse_action(content)
+        if action is not None:
+            content = content[: action.end]
+        over_limit = action is not None and executions >= max_executions
+        sink.reply_finished(reply, content, final=action is None and not stopped)
+        if stopped or action is None:
+            return Outcome(stopped, replies, executions)
+        if over_limit:
+            sink.notice(
+                "execution_limit",
+                f"The assistant reached the limit of {max_executions} code executions "
+                "for one message, so its last code was not run. Send a message to let "
+                "it continue.",
+            )
+            return Outcome(False, replies, executions)
+        executions += 1
+        sink.execution_started(action.code)
+        executed = executor.execute(action.code, sink.execution_output, should_stop)
+        footer = _footer(executed)
+        if executions >= max_executions:
+            footer.append(
+                "[That was the last execution allowed for this message: answer now "
+                "with what you have, without <execute>.]"
+            )
+        observed = codeact.observation(executed.result.outputs, executed.notes, footer)
+        sink.execution_finished(executed, observed)
+        if executed.result.status == "interrupted" and should_stop():
+            return Outcome(True, replies, executions)
+        messages.append({"role": "assistant", "content": content})
+        messages.append({"role": "user", "content": observed})

@@ -1,0 +1,193 @@
+"""The CodeAct protocol: the system prompt, the action parser and observations.
+
+Compatible with the published CodeActAgent models (trained on `<execute>`
+blocks and `Execution Output:` observations) and followed by general models
+from the prompt alone. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OPEN_TAG = "<execute>"
+CLOSE_TAG = "</execute>"
+STOP_SEQUENCES = [CLOSE_TAG]
+OBSERVATION_PREFIX = "Execution Output:\n"
+IMAGE_PLACEHOLDER = "[An image is already displayed to the user.]"
+NO_OUTPUT = "[Code executed successfully with no output.]"
+MODEL_OUTPUT_LIMIT = 4000  # longer observations keep their head and tail only
+MODEL_OUTPUT_KEEP = 2000
+
+_ACTION = re.compile(r"<execute>(.*?)</execute>", re.DOTALL)
+_SOLUTION = re.compile(r"<solution>(.*?)(?:</solution>|$)", re.DOTALL)
+_FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+SYSTEM_PROMPT = """\
+You are a helpful assistant that can run Python code. You have a stateful \
+Python (Jupyter) environment: variables, imports and files persist between \
+executions in this conversation.
+
+To run code, put it inside <execute> and </execute>, for example:
+<execute>
+print("Hello World!")
+</execute>
+The code runs and you receive its output in a message that starts with \
+"Execution Output:". Then continue: run more code, or answer.
+
+Guidelines:
+- Prefer running code over only showing it; check results instead of guessing.
+- Do one step at a time: keep each <execute> block short, import packages and \
+define variables before you use them, and read the output before going on.
+- If the code fails, read the error, fix the cause and try again.
+- Once the output gives you the answer, stop executing and answer the user \
+directly and concisely. You may put the final answer in <solution> and \
+</solution>.
+- Plots made with matplotlib are shown to the user automatically; the output \
+you receive only says that an image was displayed.
+- Files the user uploads are in the working directory /workspace; save files \
+you create there too, so the user can download them.
+- The environment has no internet access and cannot install packages. \
+Available: numpy, pandas, matplotlib, scipy, seaborn, scikit-learn, sympy, \
+openpyxl, requests, beautifulsoup4 and the standard library."""
+
+
+@dataclass(frozen=True)
+class Action:
+    code: str
+    end: int  # offset in the reply text just after the closing tag
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    path: str
+    size: int
+    origin: str  # "upload" or "generated"
+
+
+def close_reply(text: str) -> str:
+    """Close an `<execute>` block that the stop sequence (or a cut) left open.
+
+    Servers drop the stop sequence itself, so a reply that stopped at
+    `</execute>` ends inside the block; a reply may also end in a partial tag.
+    """
+    opened = text.rfind(OPEN_TAG)
+    if opened == -1 or text.find(CLOSE_TAG, opened) != -1:
+        return text
+    for cut in range(len(CLOSE_TAG) - 1, 0, -1):
+        if text.endswith(CLOSE_TAG[:cut]):
+            return text + CLOSE_TAG[cut:]
+    return text + ("" if text.endswith("\n") else "\n") + CLOSE_TAG
+
+
+def parse_action(text: str) -> Action | None:
+    """The first `<execute>` block of a (closed) reply, or None for a final answer.
+
+    The block ends at the first `</execute>`, as the stop sequence would have
+    ended it, even inside a string literal. A Markdown fence around the code
+    is removed; an empty block is not an action.
+    """
+    match = _ACTION.search(text)
+    if match is None:
+        return None
+    code = match.group(1)
+    fenced = _FENCE.match(code)
+    if fenced is not None:
+        code = fenced.group(1)
+    code = code.strip("\n").rstrip()
+    if not code.strip():
+        return None
+    return Action(code=textwrap.dedent(code), end=match.end())
+
+
+def solution(text: str) -> str | None:
+    """The content of a `<solution>` block, if the reply has one."""
+    match = _SOLUTION.search(text)
+    return match.group(1).strip() if match else None
+
+
+def display_text(text: str) -> str:
+    """The reply as the page shows it around its code cell: the action block is
+    taken out (the cell shows the code) and solution tags are dropped."""
+    text = _ACTION.sub("", text)
+    opened = text.find(OPEN_TAG)
+    if opened != -1:  # an unclosed block (a stopped reply): its code is shown as code
+        text = (
+            text[:opened] + "\n```python\n" + text[opened + len(OPEN_TAG) :].strip("\n") + "\n```"
+        )
+    return text.replace("<solution>", "").replace("</solution>", "").strip()
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def system_prompt(files: Sequence[PromptFile] = (), base: str = SYSTEM_PROMPT) -> str:
+    """The system prompt, listing the conversation's files with their paths."""
+    if not files:
+        return base
+    lines = [f"- /workspace/{f.path} ({human_size(f.size)}, {_origin(f.origin)})" for f in files]
+    return base + "\n\nFiles in /workspace:\n" + "\n".join(lines)
+
+
+def _origin(origin: str) -> str:
+    return "uploaded by the user" if origin == "upload" else "created by your code"
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def output_text(output: dict[str, Any]) -> str:
+    """What the model reads for one nbformat output (images become a placeholder)."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        return str(output.get("text", ""))
+    if kind == "error":
+        traceback = output.get("traceback") or []
+        if traceback:
+            return strip_ansi("\n".join(str(line) for line in traceback)) + "\n"
+        return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}\n"
+    data = output.get("data") or {}
+    if any(str(mime).startswith("image/") for mime in data):
+        return IMAGE_PLACEHOLDER + "\n"
+    if "text/plain" in data:
+        return strip_ansi(str(data["text/plain"])) + "\n"
+    if "text/html" in data:
+        return "[HTML output is displayed to the user.]\n"
+    return ""
+
+
+def truncate_for_model(text: str) -> str:
+    if len(text) <= MODEL_OUTPUT_LIMIT:
+        return text
+    dropped = len(text) - 2 * MODEL_OUTPUT_KEEP
+    return (
+        text[:MODEL_OUTPUT_KEEP]
+        + f"\n[... {dropped:,} characters of output truncated ...]\n"
+        + text[-MODEL_OUTPUT_KEEP:]
+    )
+
+
+def observation(
+    outputs: Iterable[dict[str, Any]], notes: Sequence[str] = (), footer: Sequence[str] = ()
+) -> str:
+    """The `Execution Output:` message for the model.
+
+    `notes` come before the output (e.g. the session was restarted), `footer`
+    after it (timeouts, dropped output, the execution limit). Only the output
+    itself is shortened; the notes always reach the model.
+    """
+    body = "".join(output_text(o) for o in outputs).rstrip("\n")
+    body = truncate_for_model(body) if body else NO_OUTPUT
+    parts = [*notes, body, *footer]
+    return OBSERVATION_PREFIX + "\n".join(parts)

@@ -1,0 +1,235 @@
+"""The CodeAct loop with fakes of its three interfaces (milliseconds per test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.agent import codeact
+from chat.agent.loop import Executed, run_agent
+from chat.agent.model import Reply
+from sandbox.api import ExecutionResult
+
+
+@dataclass
+class FakeModel:
+    """Replays replies; honours the stop sequence the way real servers do."""
+
+    replies: list[str]
+    honour_stop: bool = True
+    prompts: list[list[dict[str, str]]] = field(default_factory=list)
+    stop_after_chunks: int | None = None
+
+    def stream(self, messages, on_text, *, stop=None, should_stop=lambda: False):
+        self.prompts.append([dict(m) for m in messages])
+        text = self.replies.pop(0)
+        if self.honour_stop and stop:
+            for marker in stop:
+                if marker in text:
+                    text = text[: text.index(marker)]
+        reply = Reply(finish_reason="stop", usage={"prompt_tokens": 3, "completion_tokens": 2})
+        parts = []
+        for index, start in enumerate(range(0, len(text), 4)):
+            if self.stop_after_chunks is not None and index >= self.stop_after_chunks:
+                reply.stopped = True
+                break
+            chunk = text[start : start + 4]
+            parts.append(chunk)
+            on_text(chunk)
+            if should_stop():
+                reply.stopped = True
+                break
+        reply.text = "".join(parts)
+        return reply
+
+
+@dataclass
+class FakeExecutor:
+    results: list[ExecutionResult]
+    codes: list[str] = field(default_factory=list)
+    notes: list[list[str]] = field(default_factory=list)
+    polls: int = 0
+    stop_during: bool = False
+
+    def execute(self, code, on_output, poll):
+        self.codes.append(code)
+        result = self.results.pop(0)
+        for output in result.outputs:
+            on_output(output)
+        self.polls += 1
+        if poll() and self.stop_during:
+            result.status = "interrupted"
+        return Executed(result, notes=self.notes.pop(0) if self.notes else [])
+
+
+@dataclass
+class RecordingSink:
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def reply_started(self):
+        self.events.append(("reply_started", None))
+
+    def reply_text(self, delta):
+        self.events.append(("text", delta))
+
+    def reply_finished(self, reply, content, final):
+        self.events.append(("reply_finished", (content, final)))
+
+    def execution_started(self, code):
+        self.events.append(("execution_started", code))
+
+    def execution_output(self, output):
+        self.events.append(("output", output))
+
+    def execution_finished(self, executed, observation):
+        self.events.append(("execution_finished", observation))
+
+    def notice(self, code, text):
+        self.events.append(("notice", code))
+
+    def kinds(self):
+        return [kind for kind, _ in self.events if kind != "text"]
+
+    def finished(self):
+        return [value for kind, value in self.events if kind == "reply_finished"]
+
+    def streamed(self):
+        return "".join(value for kind, value in self.events if kind == "text")
+
+
+def ok(*outputs, status="ok"):
+    return ExecutionResult(status=status, execution_count=1, duration=0.01, outputs=list(outputs))
+
+
+def stdout(text):
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+def run(model, executor, sink=None, **kwargs):
+    sink = sink or RecordingSink()
+    history = [{"role": "user", "content": "What is 2+2?"}]
+    outcome = run_agent(model, history, sink, executor, **kwargs)
+    return outcome, sink
+
+
+def test_it_ends_the_turn_on_a_plain_answer():
+    model = FakeModel(["It is 4."])
+    outcome, sink = run(model, FakeExecutor([]))
+    assert sink.kinds() == ["reply_started", "reply_finished"]
+    assert sink.finished() == [("It is 4.", True)]
+    assert not outcome.stopped and outcome.executions == 0
+    assert model.prompts[0][0] == {"role": "system", "content": codeact.SYSTEM_PROMPT}
+
+
+def test_it_runs_the_action_and_feeds_the_observation_back():
+    model = FakeModel(["Let me check.\n<execute>\nprint(2+2)\n</execute>", "The answer is 4."])
+    executor = FakeExecutor([ok(stdout("4\n"))])
+    outcome, sink = run(model, executor)
+    assert executor.codes == ["print(2+2)"]
+    assert sink.kinds() == [
+        "reply_started",
+        "reply_finished",
+        "execution_started",
+        "output",
+        "execution_finished",
+        "reply_started",
+        "reply_finished",
+    ]
+    assert sink.finished() == [
+        ("Let me check.\n<execute>\nprint(2+2)\n</execute>", False),
+        ("The answer is 4.", True),
+    ]
+    second = model.prompts[1]
+    assert second[-2] == {
+        "role": "assistant",
+        "content": "Let me check.\n<execute>\nprint(2+2)\n</execute>",
+    }
+    assert second[-1] == {"role": "user", "content": "Execution Output:\n4"}
+    assert outcome.executions == 1
+
+
+def test_it_refines_after_an_error():
+    error = {"output_type": "error", "ename": "NameError", "evalue": "x", "traceback": []}
+    model = FakeModel(
+        ["<execute>print(x)</execute>", "<execute>x = 3\nprint(x)</execute>", "x is 3."]
+    )
+    executor = FakeExecutor([ok(error, status="error"), ok(stdout("3\n"))])
+    outcome, _ = run(model, executor)
+    assert executor.codes == ["print(x)", "x = 3\nprint(x)"]
+    assert model.prompts[1][-1]["content"] == "Execution Output:\nNameError: x"
+    assert outcome.executions == 2
+
+
+def test_it_cuts_a_reply_that_runs_past_its_action():
+    # A server that ignores the stop sequence: the invented output is never shown or kept.
+    model = FakeModel(
+        ["<execute>print(1)</execute>\nExecution Output:\n1\nDone.", "Done."], honour_stop=False
+    )
+    executor = FakeExecutor([ok(stdout("1\n"))])
+    _, sink = run(model, executor)
+    assert sink.finished()[0] == ("<execute>print(1)</execute>", False)
+    assert "Execution Output" not in sink.streamed()
+
+
+def test_it_stops_at_the_execution_limit_with_a_notice():
+    action = "<execute>print(1)</execute>"
+    model = FakeModel([action, action, action])
+    executor = FakeExecutor([ok(stdout("1\n")), ok(stdout("1\n"))])
+    outcome, sink = run(model, executor, max_executions=2)
+    assert len(executor.codes) == 2
+    assert sink.kinds()[-1] == "notice"
+    assert "last execution allowed" in model.prompts[2][-1]["content"]
+    assert outcome.executions == 2 and not outcome.stopped
+
+
+def test_it_passes_notes_and_limits_to_the_model():
+    result = ok(stdout("partial\n"), status="timeout")
+    result.kernel_restarted = True
+    result.dropped_stream_bytes = 5000
+    executor = FakeExecutor([result], notes=[["[The Python session was restarted before.]"]])
+    model = FakeModel(["<execute>loop()</execute>", "It took too long."])
+    run(model, executor)
+    observed = model.prompts[1][-1]["content"]
+    assert observed.startswith(
+        "Execution Output:\n[The Python session was restarted before.]\npartial\n"
+    )
+    assert "time limit" in observed
+    assert "variables and imports from earlier executions are lost" in observed
+    assert "5,000 bytes of printed output were dropped" in observed
+
+
+def test_it_stops_during_generation():
+    model = FakeModel(["A very long answer that keeps going"], stop_after_chunks=2)
+    outcome, sink = run(model, FakeExecutor([]))
+    assert outcome.stopped
+    assert sink.finished() == [("A very l", False)]
+
+
+def test_a_stopped_reply_runs_no_code():
+    model = FakeModel(["<execute>print(1)\nprint(2)</execute>"], stop_after_chunks=3)
+    executor = FakeExecutor([])
+    outcome, sink = run(model, executor)
+    assert outcome.stopped and executor.codes == []
+    assert sink.finished() == [("<execute>pri", False)]
+
+
+def test_it_stops_during_execution():
+    stop = {"now": False}
+    model = FakeModel(["<execute>import time; time.sleep(60)</execute>", "unused"])
+
+    def should_stop():
+        return stop["now"]
+
+    executor = FakeExecutor([ok()], stop_during=True)
+    original = executor.execute
+
+    def execute(code, on_output, poll):
+        stop["now"] = True
+        return original(code, on_output, poll)
+
+    executor.execute = execute
+    outcome, sink = run(model, executor, should_stop=should_stop)
+    assert outcome.stopped
+    assert sink.kinds()[-1] == "execution_finished"
+    assert "[The user stopped this execution.]" in sink.events[-1][1]
+    assert len(model.prompts) == 1
