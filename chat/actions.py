@@ -3,8 +3,12 @@ and only after their transaction commits (persist first, notify second)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import os
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -12,16 +16,30 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.http import Http404
 from django.utils import timezone
 
 from chat import broadcast, live
-from chat.models import Conversation, Message, Turn
-from chat.serialize import conversation_event, message_event, turn_event
+from chat.events import utf16_len
+from chat.models import Conversation, Execution, Message, Output, Turn
+from chat.serialize import (
+    conversation_event,
+    execution_event,
+    message_event,
+    output_event,
+    turn_event,
+)
+from sandbox.api import ExecutionResult
 
 log = logging.getLogger(__name__)
 
-WORKER_NAME = f"{socket.gethostname()}"
+
+def worker_name() -> str:
+    """Host and process id of the worker that claims a turn (computed per call: a
+    forking pool runs tasks in children)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ActionError(Exception):
@@ -78,6 +96,18 @@ def do_rename_conversation(conversation: Conversation, title: str) -> Conversati
         conversation.seq = conversation.next_seq()
         conversation.title = title
         conversation.save(update_fields=["title", "seq", "updated_at"])
+        _notify(conversation.id, conversation_event(conversation))
+    return conversation
+
+
+def do_set_model(conversation: Conversation, key: str) -> Conversation:
+    """Choose the model that answers this conversation's next messages."""
+    if key not in {str(m["key"]) for m in settings.CODEACT_MODELS}:
+        raise ActionError("unknown_model", f"There is no model called '{key[:100]}'.")
+    with transaction.atomic():
+        conversation.seq = conversation.next_seq()
+        conversation.model = key
+        conversation.save(update_fields=["model", "seq", "updated_at"])
         _notify(conversation.id, conversation_event(conversation))
     return conversation
 
@@ -198,7 +228,7 @@ def claim_turn(turn_id: int) -> Turn | None:
     now = timezone.now()
     lease = Turn.lease_expiry()
     claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.QUEUED).update(
-        status=Turn.Status.RUNNING, lease_until=lease, worker=WORKER_NAME, started_at=now
+        status=Turn.Status.RUNNING, lease_until=lease, worker=worker_name(), started_at=now
     )
     if claimed:
         with transaction.atomic():
@@ -244,16 +274,36 @@ def flush_reply(message: Message, content: str) -> None:
 
 
 def do_finish_reply(
-    message: Message, content: str, status: str, usage: dict[str, Any] | None = None
+    message: Message,
+    content: str,
+    status: str,
+    usage: dict[str, Any] | None = None,
+    final: bool = False,
 ) -> Message:
     with transaction.atomic():
         message.content = content
         message.status = status
         message.usage = usage
+        message.final = final
         message.seq = message.conversation.next_seq()
-        message.save(update_fields=["content", "status", "usage", "seq", "updated_at"])
+        message.save(update_fields=["content", "status", "usage", "final", "seq", "updated_at"])
         _notify(message.conversation_id, message_event(message))
         _clear_live_on_commit(message.pk)
+    return message
+
+
+def do_add_notice(turn: Turn, code: str, text: str) -> Message:
+    """Tell the user something about the turn (a limit, lost state); the model never sees it."""
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation_id=turn.conversation_id,
+            turn=turn,
+            role=Message.Role.NOTICE,
+            code=code,
+            content=text,
+            seq=turn.conversation.next_seq(),
+        )
+        _notify(turn.conversation_id, message_event(message))
     return message
 
 
@@ -292,6 +342,14 @@ def do_interrupt_turn(turn: Turn) -> None:
             message.save(update_fields=["content", "status", "seq", "updated_at"])
             _notify(locked.conversation_id, message_event(message))
             _clear_live_on_commit(message.pk)
+        for execution in locked.executions.filter(status=Execution.Status.RUNNING):
+            execution.conversation = locked.conversation
+            _close_execution(
+                execution,
+                Execution.Status.LOST,
+                "The worker running this code stopped. The code may or may not have "
+                "finished; it was not run again.",
+            )
         _finish_turn(
             locked,
             Turn.Status.INTERRUPTED,
@@ -322,3 +380,182 @@ def do_sweep_turns() -> dict[str, int]:
     for turn_id in queued:
         run_turn.delay(turn_id)
     return {"interrupted": len(expired), "requeued": len(queued)}
+
+
+# --- code executions, their outputs, and workspace files -------------------------
+
+
+def do_start_execution(
+    turn: Turn, message: Message, code: str, limits: dict[str, Any]
+) -> Execution:
+    with transaction.atomic():
+        seq = turn.conversation.next_seq()  # also locks the conversation: numbers stay unique
+        number = Execution.objects.filter(conversation_id=turn.conversation_id).count() + 1
+        execution = Execution.objects.create(
+            conversation_id=turn.conversation_id,
+            turn=turn,
+            message=message,
+            code=code,
+            number=number,
+            seq=seq,
+            limits=limits,
+        )
+        _notify(turn.conversation_id, execution_event(execution))
+    return execution
+
+
+def _close_execution(execution: Execution, status: str, detail: str, **fields: Any) -> None:
+    execution.status = status
+    execution.detail = detail
+    execution.finished_at = timezone.now()
+    if execution.duration is None:
+        execution.duration = (execution.finished_at - execution.started_at).total_seconds()
+    for name, value in fields.items():
+        setattr(execution, name, value)
+    execution.seq = execution.conversation.next_seq()
+    execution.save()
+    _notify(execution.conversation_id, execution_event(execution))
+
+
+def do_finish_execution(
+    execution: Execution, result: ExecutionResult, observation: str, sandbox_id: int | None
+) -> Execution:
+    """Record how the code ended and exactly what the model was told about it."""
+    with transaction.atomic():
+        _close_execution(
+            execution,
+            result.status,
+            result.detail,
+            execution_count=result.execution_count,
+            duration=result.duration,
+            kernel_restarted=result.state_lost,
+            observation=observation,
+            sandbox_id=sandbox_id,
+            dropped={
+                key: value
+                for key, value in (
+                    ("stream_bytes", result.dropped_stream_bytes),
+                    ("displays", result.dropped_displays),
+                    ("images", result.dropped_images),
+                )
+                if value
+            },
+        )
+    return execution
+
+
+def do_fail_execution(execution: Execution, detail: str) -> Execution:
+    """The code could not run at all (no sandbox); it never started."""
+    with transaction.atomic():
+        _close_execution(execution, Execution.Status.FAILED, detail)
+    return execution
+
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
+
+
+@dataclass
+class StreamTail:
+    """Where an execution's outputs stand: text on the same stream extends the last row."""
+
+    output: Output | None = None
+    length: int = 0  # of the last stream row's text, in UTF-16 code units
+    next_index: int = 0
+
+
+def _merge_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: list[dict[str, Any]] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            merged[-1] = {**last, "text": str(last["text"]) + str(out.get("text", ""))}
+        else:
+            merged.append(out)
+    return merged
+
+
+def _rich_fields(out: dict[str, Any]) -> dict[str, Any]:
+    kind = out.get("output_type")
+    if kind == "error":
+        traceback = [str(line) for line in out.get("traceback") or []]
+        return {
+            "data": {
+                "ename": str(out.get("ename", "")),
+                "evalue": str(out.get("evalue", "")),
+                "traceback": traceback,
+            },
+            "text": "\n".join(traceback),
+        }
+    raw_bundle = out.get("data")
+    bundle: dict[str, Any] = raw_bundle if isinstance(raw_bundle, dict) else {}
+    fields: dict[str, Any] = {"data": {m: str(bundle[m]) for m in TEXT_MIMES if m in bundle}}
+    for mime in IMAGE_MIMES:
+        if mime not in bundle:
+            continue
+        raw = str(bundle[mime])
+        try:
+            image = (
+                raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw, validate=True)
+            )
+        except (binascii.Error, ValueError):
+            continue
+        fields |= {"image": image, "image_mime": mime}
+        break
+    return fields
+
+
+def do_record_outputs(
+    execution: Execution, outputs: list[dict[str, Any]], tail: StreamTail
+) -> None:
+    """Persist a batch of a running cell's outputs, then notify.
+
+    Text on the stream of the last row is appended to it and announced as an
+    `output_delta`; anything else becomes a new row and an `output` event.
+    """
+    conversation = execution.conversation
+    with transaction.atomic():
+        for out in _merge_streams(outputs):
+            seq = conversation.next_seq()
+            if out.get("output_type") == "stream":
+                name = "stderr" if out.get("name") == "stderr" else "stdout"
+                text = str(out.get("text", ""))
+                row = tail.output
+                if row is not None and row.name == name:
+                    Output.objects.filter(pk=row.pk).update(
+                        text=Concat(F("text"), Value(text)), seq=seq
+                    )
+                    _notify(
+                        conversation.id,
+                        {
+                            "type": "output_delta",
+                            "seq": seq,
+                            "output_id": row.pk,
+                            "execution_id": execution.pk,
+                            "offset": tail.length,
+                            "text": text,
+                        },
+                    )
+                    tail.length += utf16_len(text)
+                    continue
+                fields: dict[str, Any] = {"name": name, "text": text}
+            else:
+                fields = _rich_fields(out)
+            row = Output.objects.create(
+                execution=execution,
+                conversation=conversation,
+                seq=seq,
+                index=tail.next_index,
+                output_type=str(out.get("output_type")),
+                **fields,
+            )
+            tail.next_index += 1
+            is_stream = row.output_type == Output.Type.STREAM
+            tail.output = row if is_stream else None
+            tail.length = utf16_len(row.text) if is_stream else 0
+            _notify(conversation.id, output_event(row))

@@ -22,6 +22,7 @@ from chat.events import (
     ClientFrame,
     ResumeFrame,
     RetryFrame,
+    SetModelFrame,
     StopFrame,
     UserMessageFrame,
     describe_validation_error,
@@ -98,6 +99,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await database_sync_to_async(actions.do_retry_turn)(conversation, frame.turn_id)
             elif isinstance(frame, StopFrame):
                 await database_sync_to_async(actions.do_request_stop)(conversation)
+            elif isinstance(frame, SetModelFrame):
+                await database_sync_to_async(actions.do_set_model)(conversation, frame.model)
             else:
                 await self._send({"type": "pong"})
         except actions.ActionError as exc:

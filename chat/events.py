@@ -21,8 +21,49 @@ class MessageData(TypedDict):
     status: str
     content: str
     html: str
+    final: bool
+    code: str  # notices: what they are about (e.g. execution_limit)
     turn_id: int | None
     created_at: str
+
+
+class ExecutionData(TypedDict):
+    id: int
+    number: int
+    message_id: int
+    turn_id: int
+    code: str
+    code_html: str  # highlighted with Pygments, safe to insert
+    status: str
+    execution_count: int | None
+    duration: float | None
+    kernel_restarted: bool
+    detail: str
+    dropped: dict[str, int]
+    started_at: str
+    finished_at: str | None
+
+
+class OutputData(TypedDict):
+    id: int
+    execution_id: int
+    index: int
+    output_type: str
+    name: str
+    text: str
+    data: dict[str, Any]
+    image_url: str | None
+    image_mime: str
+
+
+class FileData(TypedDict):
+    id: int
+    path: str
+    origin: str
+    size: int
+    execution_id: int | None
+    url: str
+    updated_at: str
 
 
 class TurnData(TypedDict):
@@ -57,6 +98,35 @@ class ConversationEvent(TypedDict):
     type: Literal["conversation"]
     seq: int
     conversation: ConversationData
+
+
+class ExecutionEvent(TypedDict):
+    type: Literal["execution"]
+    seq: int
+    execution: ExecutionData
+
+
+class OutputEvent(TypedDict):
+    type: Literal["output"]
+    seq: int
+    output: OutputData
+
+
+class OutputDeltaEvent(TypedDict):
+    """Text appended to a stream output; `offset` is where it starts (UTF-16)."""
+
+    type: Literal["output_delta"]
+    seq: int
+    output_id: int
+    execution_id: int
+    offset: int
+    text: str
+
+
+class FileEvent(TypedDict):
+    type: Literal["file"]
+    seq: int
+    file: FileData
 
 
 class DeletedEvent(TypedDict):
@@ -99,9 +169,16 @@ class PongEvent(TypedDict):
     type: Literal["pong"]
 
 
-PersistedEvent = MessageEvent | TurnEvent | ConversationEvent
-BroadcastEvent = PersistedEvent | DeltaEvent | DeletedEvent
+PersistedEvent = (
+    MessageEvent | TurnEvent | ConversationEvent | ExecutionEvent | OutputEvent | FileEvent
+)
+BroadcastEvent = PersistedEvent | DeltaEvent | OutputDeltaEvent | DeletedEvent
 ServerEvent = BroadcastEvent | HelloEvent | SyncEvent | ErrorEvent | AckEvent | PongEvent
+
+
+def utf16_len(text: str) -> int:
+    """Length as the browser counts it, so delta offsets agree with JavaScript."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def error_event(code: str, message: str, reply_to: str | None = None) -> ErrorEvent:
@@ -139,11 +216,16 @@ class PingFrame(_Frame):
     type: Literal["ping"]
 
 
+class SetModelFrame(_Frame):
+    type: Literal["set_model"]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
 ClientFrame = Annotated[
-    UserMessageFrame | ResumeFrame | RetryFrame | StopFrame | PingFrame,
+    UserMessageFrame | ResumeFrame | RetryFrame | StopFrame | PingFrame | SetModelFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("user_message", "resume", "retry", "stop", "ping")
+CLIENT_FRAME_TYPES = ("user_message", "resume", "retry", "stop", "ping", "set_model")
 
 
 def describe_validation_error(errors: list[Any]) -> str:

@@ -112,6 +112,7 @@ class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
         ASSISTANT = "assistant"
+        NOTICE = "notice"  # shown to the user (limits, lost state); never sent to the model
 
     class Status(models.TextChoices):
         COMPLETE = "complete"
@@ -130,6 +131,9 @@ class Message(models.Model):
     role = models.CharField(max_length=12, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
+    # The turn's answer, as opposed to a step that ran code (notices: their code).
+    final = models.BooleanField(default=False)
+    code = models.CharField(max_length=40, blank=True)
     usage = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -140,6 +144,121 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class Execution(models.Model):
+    """One code action: the code, how it ended, and what the model was told."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        ERROR = "error"  # the code raised
+        TIMEOUT = "timeout"
+        INTERRUPTED = "interrupted"  # the user pressed Stop
+        DIED = "died"  # the kernel or its container died
+        LOST = "lost"  # the worker died while it ran; never re-run
+        FAILED = "failed"  # no sandbox could run it
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="executions"
+    )
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="executions")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="execution")
+    seq = models.BigIntegerField(default=0)
+    number = models.PositiveIntegerField()  # "Code cell N" within the conversation
+    code = models.TextField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    execution_count = models.IntegerField(null=True, blank=True)
+    sandbox = models.ForeignKey(
+        "SandboxRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kernel_restarted = models.BooleanField(default=False)
+    detail = models.TextField(blank=True)
+    observation = models.TextField(blank=True)  # exactly what the model received
+    dropped = models.JSONField(default=dict, blank=True)
+    limits = models.JSONField(default=dict, blank=True)  # the limits in effect
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["conversation", "seq"])]
+
+    def __str__(self) -> str:
+        return f"cell {self.number} ({self.status})"
+
+
+class Output(models.Model):
+    """One nbformat output of an execution. Consecutive text on one stream is one row."""
+
+    class Type(models.TextChoices):
+        STREAM = "stream"
+        DISPLAY_DATA = "display_data"
+        EXECUTE_RESULT = "execute_result"
+        ERROR = "error"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="outputs")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField(default=0)
+    index = models.PositiveIntegerField()
+    output_type = models.CharField(max_length=20, choices=Type.choices)
+    name = models.CharField(max_length=10, blank=True)  # stdout / stderr
+    text = models.TextField(blank=True)
+    # The mime bundle without the image (display data) or ename/evalue/traceback (errors).
+    data = models.JSONField(default=dict, blank=True)
+    image = models.BinaryField(null=True, blank=True)
+    image_mime = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["execution_id", "index"]
+        indexes = [models.Index(fields=["conversation", "seq"])]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="chat_output_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.output_type} {self.index} of {self.execution_id}"
+
+
+class WorkspaceFile(models.Model):
+    """A file of the conversation's /workspace, kept here so a new sandbox gets it back."""
+
+    class Origin(models.TextChoices):
+        UPLOAD = "upload"
+        GENERATED = "generated"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=255)  # relative to /workspace
+    origin = models.CharField(max_length=10, choices=Origin.choices)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content = models.BinaryField()
+    seq = models.BigIntegerField(default=0)
+    execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
+    )
+    # The sandbox that holds this version, and the mtime it has there.
+    sandbox = models.ForeignKey(
+        "SandboxRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mtime_ns = models.BigIntegerField(default=0)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "path"], name="chat_file_path")
+        ]
+        indexes = [models.Index(fields=["conversation", "seq"])]
+
+    def __str__(self) -> str:
+        return self.path
 
 
 class SandboxRecord(models.Model):

@@ -67,3 +67,8 @@ def sanitize(html: str) -> str:
 def render_markdown(text: str) -> str:
     """Render model or user text to sanitized HTML."""
     return sanitize(_markdown().render(text))
+
+
+def highlight_code(code: str, lang: str = "python") -> str:
+    """Code as highlighted HTML (Pygments escapes it), for a code cell."""
+    return highlight(code, get_lexer_by_name(lang), _FORMATTER)

@@ -13,17 +13,17 @@ import time
 from django.conf import settings
 
 from chat import actions, broadcast, live
-from chat.agent.loop import run_agent
+from chat.agent import codeact
+from chat.agent.codeact import PromptFile
+from chat.agent.loop import Executed, run_agent
 from chat.agent.model import ChatMessage, ModelError, ModelSettings, OpenAIModelClient, Reply
-from chat.models import Message, Turn
+from chat.events import utf16_len
+from chat.models import Execution, Message, Turn, WorkspaceFile
+from chat.workspace import ConversationSandbox
+from sandbox.api import Output, SandboxError
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # Stop must close the model stream within 0.5 s
-
-
-def utf16_len(text: str) -> int:
-    """Length as the browser counts it, so delta offsets agree with JavaScript."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def model_settings(key: str) -> ModelSettings:
@@ -35,25 +35,53 @@ def model_settings(key: str) -> ModelSettings:
         temperature=config["temperature"],
         max_tokens=config["max_tokens"],
         connect_timeout=settings.CODEACT_MODEL_CONNECT_TIMEOUT,
-        read_timeout=settings.CODEACT_MODEL_READ_TIMEOUT,
+        read_timeout=float(config.get("read_timeout") or settings.CODEACT_MODEL_READ_TIMEOUT),
         retries=settings.CODEACT_MODEL_RETRIES,
     )
 
 
+def _observation_of(execution: Execution) -> str:
+    if execution.observation:
+        return execution.observation
+    if execution.status == Execution.Status.FAILED:
+        return f"Execution Output:\n[The code was not run: {execution.detail}]"
+    return (
+        "Execution Output:\n[The execution was cut off when the worker running it stopped; "
+        "its result is unknown and it was not run again.]"
+    )
+
+
 def history_for(turn: Turn) -> list[ChatMessage]:
-    """The conversation as the model sees it, up to and including this turn's question."""
+    """The conversation as the model saw it, up to and including this turn's question:
+    each reply that ran code is followed by the observation the model was given."""
     rows = (
         Message.objects.filter(conversation_id=turn.conversation_id, id__lte=turn.user_message_id)
+        .exclude(role=Message.Role.NOTICE)
         .exclude(status__in=[Message.Status.FAILED, Message.Status.STREAMING])
         .exclude(role=Message.Role.ASSISTANT, content="")
+        .select_related("execution")
         .order_by("-id")[: settings.CODEACT_HISTORY_MESSAGES]
     )
-    return [{"role": m.role, "content": m.content} for m in reversed(rows)]
+    history: list[ChatMessage] = []
+    for message in reversed(rows):
+        history.append({"role": message.role, "content": message.content})
+        execution = getattr(message, "execution", None)
+        if message.role == Message.Role.ASSISTANT and execution is not None:
+            history.append({"role": "user", "content": _observation_of(execution)})
+    return history
+
+
+def prompt_for(turn: Turn) -> str:
+    rows = WorkspaceFile.objects.filter(conversation_id=turn.conversation_id).only(
+        "path", "size", "origin"
+    )
+    return codeact.system_prompt([PromptFile(f.path, f.size, f.origin) for f in rows])
 
 
 class TurnRunner:
     def __init__(self, turn: Turn) -> None:
         self.turn = turn
+        self.config = actions.model_config(turn.model)
         self.message: Message | None = None
         self.parts: list[str] = []
         self.offset = 0
@@ -61,8 +89,13 @@ class TurnRunner:
         self.last_check = 0.0
         self.last_renewal = time.monotonic()
         self.stop_seen = False
+        self.workspace = ConversationSandbox(turn, self.notice)
+        self.execution: Execution | None = None
+        self.pending: list[Output] = []
+        self.tail = actions.StreamTail()
+        self.last_output = 0.0
 
-    # --- Sink ---------------------------------------------------------------
+    # --- Sink: replies ----------------------------------------------------------
 
     def reply_started(self) -> None:
         self.message = actions.do_start_reply(self.turn)
@@ -83,19 +116,60 @@ class TurnRunner:
             self.last_flush = now
             actions.flush_reply(self.message, "".join(self.parts))
 
-    def reply_finished(self, reply: Reply) -> None:
+    def reply_finished(self, reply: Reply, content: str, final: bool) -> None:
         assert self.message is not None
         status = Message.Status.STOPPED if reply.stopped else Message.Status.COMPLETE
-        actions.do_finish_reply(self.message, "".join(self.parts), status, reply.usage)
+        actions.do_finish_reply(self.message, content, status, reply.usage, final=final)
+
+    def notice(self, code: str, text: str) -> None:
+        actions.do_add_notice(self.turn, code, text)
+
+    # --- Sink: executions ---------------------------------------------------------
+
+    def execution_started(self, code: str) -> None:
+        assert self.message is not None
+        self.execution = actions.do_start_execution(
+            self.turn, self.message, code, self.workspace.limits()
+        )
+        self.workspace.execution = self.execution
+        self.pending, self.tail, self.last_output = [], actions.StreamTail(), 0.0
+
+    def execution_output(self, output: Output) -> None:
+        self.pending.append(output)
+        if output.get("output_type") != "stream":
+            self._flush_outputs()  # images and errors go out at once
+        else:
+            self._flush_outputs_if_due()
+
+    def _flush_outputs_if_due(self) -> None:
+        if self.pending and time.monotonic() - self.last_output >= settings.CODEACT_OUTPUT_INTERVAL:
+            self._flush_outputs()
+
+    def _flush_outputs(self) -> None:
+        if self.pending and self.execution is not None:
+            batch, self.pending = self.pending, []
+            actions.do_record_outputs(self.execution, batch, self.tail)
+            self.last_output = time.monotonic()
+
+    def execution_finished(self, executed: Executed, observation: str) -> None:
+        assert self.execution is not None
+        self._flush_outputs()
+        record = self.workspace.record
+        actions.do_finish_execution(
+            self.execution, executed.result, observation, record.pk if record else None
+        )
+        self.execution = None
 
     # --- stop and lease -----------------------------------------------------
 
     def should_stop(self) -> bool:
-        """Polled while the turn waits on the model; also keeps the lease alive."""
+        """Polled every ~50 ms while the turn waits on the model or on code: keeps
+        the lease alive, sends coalesced output, and notices Stop."""
         now = time.monotonic()
         if now - self.last_renewal >= settings.CODEACT_TURN_LEASE_SECONDS / 3:
             self.last_renewal = now
             actions.extend_lease(self.turn)
+        self._flush_outputs_if_due()
         if not self.stop_seen and now - self.last_check >= STOP_POLL_SECONDS:
             self.last_check = now
             self.stop_seen = actions.stop_requested(self.turn)
@@ -106,9 +180,27 @@ class TurnRunner:
     def run(self) -> None:
         client = OpenAIModelClient(model_settings(self.turn.model))
         try:
-            outcome = run_agent(client, history_for(self.turn), self, should_stop=self.should_stop)
+            outcome = run_agent(
+                client,
+                history_for(self.turn),
+                self,
+                self.workspace,
+                system_prompt=prompt_for(self.turn),
+                should_stop=self.should_stop,
+                max_executions=int(self.config.get("max_executions") or 5),
+            )
         except ModelError as exc:
             self._fail(exc.code, exc.message)
+        except SandboxError as exc:
+            log.warning("turn %s: sandbox failed: %s", self.turn.pk, exc)
+            if exc.permanent:
+                self._fail("sandbox_limit", exc.message)
+            else:
+                self._fail(
+                    "sandbox_unavailable",
+                    f"The Python sandbox could not run the code ({exc.message}). "
+                    "Press Retry to try again.",
+                )
         except Exception:
             log.exception("turn %s crashed", self.turn.pk)
             self._fail(
@@ -118,9 +210,13 @@ class TurnRunner:
             status = Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
             actions.do_finish_turn(self.turn, status)
         finally:
+            self.workspace.close()
             broadcast.flush()
 
     def _fail(self, code: str, message: str) -> None:
         if self.message is not None and self.message.status == Message.Status.STREAMING:
             actions.do_finish_reply(self.message, "".join(self.parts), Message.Status.FAILED)
+        if self.execution is not None:
+            self._flush_outputs()
+            actions.do_fail_execution(self.execution, message)
         actions.do_finish_turn(self.turn, Turn.Status.FAILED, code, message)

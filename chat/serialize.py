@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
+
 from chat import live
+from chat.agent import codeact
 from chat.events import (
     ConversationData,
     ConversationEvent,
+    ExecutionData,
+    ExecutionEvent,
+    FileData,
+    FileEvent,
     MessageData,
     MessageEvent,
+    OutputData,
+    OutputEvent,
     PersistedEvent,
     TurnData,
     TurnEvent,
 )
-from chat.models import Conversation, Message, Turn
-from chat.rendering import render_markdown
+from chat.models import Conversation, Execution, Message, Output, Turn, WorkspaceFile
+from chat.rendering import highlight_code, render_markdown
+
+
+def _shown(message: Message) -> str:
+    if message.role == Message.Role.ASSISTANT:
+        return codeact.display_text(message.content)
+    return message.content
 
 
 def message_data(message: Message) -> MessageData:
@@ -24,7 +39,9 @@ def message_data(message: Message) -> MessageData:
         "status": message.status,
         "content": message.content,
         # While streaming the client shows the raw text; HTML comes once, at the end.
-        "html": "" if streaming else render_markdown(message.content),
+        "html": "" if streaming else render_markdown(_shown(message)),
+        "final": message.final,
+        "code": message.code,
         "turn_id": message.turn_id,
         "created_at": message.created_at.isoformat(),
     }
@@ -44,6 +61,72 @@ def turn_data(turn: Turn) -> TurnData:
 
 def conversation_data(conversation: Conversation) -> ConversationData:
     return {"id": str(conversation.id), "title": conversation.title, "model": conversation.model}
+
+
+def execution_data(execution: Execution) -> ExecutionData:
+    return {
+        "id": execution.pk,
+        "number": execution.number,
+        "message_id": execution.message_id,
+        "turn_id": execution.turn_id,
+        "code": execution.code,
+        "code_html": highlight_code(execution.code),
+        "status": execution.status,
+        "execution_count": execution.execution_count,
+        "duration": execution.duration,
+        "kernel_restarted": execution.kernel_restarted,
+        "detail": execution.detail,
+        "dropped": execution.dropped,
+        "started_at": execution.started_at.isoformat(),
+        "finished_at": execution.finished_at.isoformat() if execution.finished_at else None,
+    }
+
+
+def output_data(output: Output) -> OutputData:
+    image_url = None
+    if output.image_mime:
+        image_url = reverse(
+            "chat:output_image",
+            kwargs={"conversation_id": output.conversation_id, "output_id": output.pk},
+        )
+    return {
+        "id": output.pk,
+        "execution_id": output.execution_id,
+        "index": output.index,
+        "output_type": output.output_type,
+        "name": output.name,
+        "text": output.text,
+        "data": output.data,
+        "image_url": image_url,
+        "image_mime": output.image_mime,
+    }
+
+
+def file_data(file: WorkspaceFile) -> FileData:
+    return {
+        "id": file.pk,
+        "path": file.path,
+        "origin": file.origin,
+        "size": file.size,
+        "execution_id": file.execution_id,
+        "url": reverse(
+            "chat:download",
+            kwargs={"conversation_id": file.conversation_id, "file_id": file.pk},
+        ),
+        "updated_at": file.updated_at.isoformat(),
+    }
+
+
+def execution_event(execution: Execution) -> ExecutionEvent:
+    return {"type": "execution", "seq": execution.seq, "execution": execution_data(execution)}
+
+
+def output_event(output: Output) -> OutputEvent:
+    return {"type": "output", "seq": output.seq, "output": output_data(output)}
+
+
+def file_event(file: WorkspaceFile) -> FileEvent:
+    return {"type": "file", "seq": file.seq, "file": file_data(file)}
 
 
 def message_event(message: Message) -> MessageEvent:
@@ -80,6 +163,14 @@ def events_after(conversation: Conversation, after_seq: int) -> list[PersistedEv
             message.content = current[message.pk]
         events.append(message_event(message))
     events.extend(turn_event(t) for t in conversation.turns.filter(seq__gt=after_seq))
+    events.extend(execution_event(e) for e in conversation.executions.filter(seq__gt=after_seq))
+    events.extend(
+        output_event(o)
+        for o in Output.objects.filter(conversation=conversation, seq__gt=after_seq).defer("image")
+    )
+    events.extend(
+        file_event(f) for f in conversation.files.filter(seq__gt=after_seq).defer("content")
+    )
     if conversation.seq > after_seq:
         events.append(conversation_event(conversation))
     events.sort(key=lambda e: e["seq"])

@@ -9,4 +9,11 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/", views.conversation_page, name="conversation"),
     path("c/<uuid:conversation_id>/rename/", views.rename_conversation, name="rename"),
     path("c/<uuid:conversation_id>/delete/", views.delete_conversation, name="delete"),
+    path("c/<uuid:conversation_id>/files/", views.upload_files, name="upload"),
+    path("c/<uuid:conversation_id>/files/<int:file_id>/", views.download_file, name="download"),
+    path(
+        "c/<uuid:conversation_id>/outputs/<int:output_id>/image",
+        views.output_image,
+        name="output_image",
+    ),
 ]

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_GET, require_POST
 
-from chat import actions
-from chat.models import Conversation
-from chat.serialize import conversation_data, events_after
+from chat import actions, files
+from chat.models import Conversation, Output, WorkspaceFile
+from chat.serialize import conversation_data, events_after, file_data
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -83,3 +85,77 @@ def delete_conversation(request: HttpRequest, conversation_id: UUID) -> HttpResp
     actions.do_delete_conversation(conversation)
     flash.success(request, f"Deleted “{conversation.title}”.")
     return redirect("chat:home")
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+@login_required
+@require_POST
+def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+    """Store uploaded files (multipart field `file`, one or more) in the conversation.
+
+    The size is checked from Content-Length before the body is read, and again
+    per file. Answers JSON: the stored files, or an error with a code.
+    """
+    conversation = actions.access_conversation(request.user, conversation_id)
+    limit = settings.CODEACT_UPLOAD_MAX_MB * files.MiB
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > limit * settings.CODEACT_UPLOADS_PER_REQUEST + files.MiB:
+        return _error(
+            413,
+            "file_too_large",
+            f"The upload is too large; each file may be up to {settings.CODEACT_UPLOAD_MAX_MB} MB.",
+        )
+    uploads = request.FILES.getlist("file")
+    if not uploads:
+        return _error(400, "no_file", "Choose a file to upload.")
+    if len(uploads) > settings.CODEACT_UPLOADS_PER_REQUEST:
+        return _error(
+            400,
+            "too_many_files",
+            f"Upload at most {settings.CODEACT_UPLOADS_PER_REQUEST} files at a time.",
+        )
+    stored = []
+    try:
+        for upload in uploads:
+            files.check_upload_size(upload.size or 0)
+            data = upload.read()
+            stored.append(
+                files.do_upload_file(conversation, request.user, upload.name or "upload", data)
+            )
+    except actions.ActionError as exc:
+        status = 413 if exc.code == "file_too_large" else 400
+        body = {"error": {"code": exc.code, "message": exc.message}}
+        body["files"] = [file_data(f) for f in stored]  # type: ignore[assignment]
+        return JsonResponse(body, status=status)
+    return JsonResponse({"files": [file_data(f) for f in stored]}, status=201)
+
+
+def _no_sniff(response: HttpResponse) -> HttpResponse:
+    response["X-Content-Type-Options"] = "nosniff"
+    # If opened directly, an SVG (or anything) must not run script or load anything.
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+@require_GET
+def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
+    conversation = actions.access_conversation(request.user, conversation_id)
+    file = get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
+    response = HttpResponse(bytes(file.content), content_type="application/octet-stream")
+    name = file.path.rsplit("/", 1)[-1]
+    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
+    response["Content-Length"] = str(file.size)
+    return _no_sniff(response)
+
+
+@login_required
+@require_GET
+def output_image(request: HttpRequest, conversation_id: UUID, output_id: int) -> HttpResponse:
+    conversation = actions.access_conversation(request.user, conversation_id)
+    output = get_object_or_404(Output, pk=output_id, conversation=conversation, image__isnull=False)
+    return _no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))

@@ -73,3 +73,84 @@ def env_secret(name: str, default: str = "", default_file: Path | None = None) -
     if default_file is not None and default_file.is_file():
         return default_file.read_text().strip()
     return default
+
+
+_MODEL_FIELDS = {
+    "key": str,
+    "label": str,
+    "base_url": str,
+    "model": str,
+    "api_key": str,
+    "api_key_env": str,
+    "api_key_file": str,
+    "temperature": float,
+    "max_tokens": int,
+    "max_executions": int,
+    "read_timeout": float,
+}
+
+
+def env_models(name: str, defaults: dict[str, object]) -> list[dict[str, object]]:
+    """Model endpoints from NAME (a JSON list) or the JSON file named by NAME_FILE.
+
+    Each entry needs key, base_url and model; the rest falls back to
+    `defaults`. The API key comes from `api_key`, from the environment
+    variable named by `api_key_env`, or from the file `api_key_file`, so a
+    config file can be shared without its secrets.
+    """
+    import json
+
+    raw = os.environ.get(name, "")
+    path_name = os.environ.get(f"{name}_FILE")
+    if not raw and path_name:
+        try:
+            raw = Path(path_name).read_text()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path_name} cannot be read: {exc}") from None
+    if not raw.strip():
+        return []
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ImproperlyConfigured(f"{name} must be a non-empty JSON list of model objects")
+    models = [_model_entry(name, index, entry, defaults) for index, entry in enumerate(entries)]
+    keys = [m["key"] for m in models]
+    if len(set(keys)) != len(keys):
+        raise ImproperlyConfigured(f"{name}: model keys must be unique, got {keys}")
+    return models
+
+
+def _model_entry(
+    name: str, index: int, entry: object, defaults: dict[str, object]
+) -> dict[str, object]:
+    where = f"{name}[{index}]"
+    if not isinstance(entry, dict):
+        raise ImproperlyConfigured(f"{where} must be an object")
+    unknown = set(entry) - set(_MODEL_FIELDS)
+    if unknown:
+        raise ImproperlyConfigured(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    for required in ("key", "base_url", "model"):
+        if not entry.get(required):
+            raise ImproperlyConfigured(f"{where} needs '{required}'")
+    model: dict[str, object] = dict(defaults)
+    for field, cast in _MODEL_FIELDS.items():
+        if field in entry:
+            try:
+                model[field] = cast(entry[field])
+            except (TypeError, ValueError):
+                raise ImproperlyConfigured(f"{where}.{field} must be {cast.__name__}") from None
+    key_env = str(model.pop("api_key_env", "") or "")
+    key_file = str(model.pop("api_key_file", "") or "")
+    if key_env:
+        model["api_key"] = os.environ.get(key_env, "")
+    elif key_file:
+        try:
+            model["api_key"] = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{where}.api_key_file cannot be read: {exc}") from None
+    model.setdefault("label", model["key"])
+    if not model.get("label"):
+        model["label"] = model["key"]
+    return model

@@ -12,7 +12,15 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from codeact_web.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from codeact_web.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_models,
+    env_secret,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CODEACT_VAR_DIR", str(BASE_DIR / "var")))
@@ -166,9 +174,23 @@ LOGGING = {
 # with llama.cpp on this port and the app talks to it.
 CODEACT_BUNDLED_MODEL_PORT = env_int("CODEACT_BUNDLED_MODEL_PORT", 8081, minimum=1)
 _model_url = env_str("CODEACT_MODEL_URL", "")
-CODEACT_BUNDLED_MODEL = not _model_url
-CODEACT_MODELS = [
-    {
+CODEACT_BUNDLED_MODEL = not (
+    _model_url or env_str("CODEACT_MODELS") or env_str("CODEACT_MODELS_FILE")
+)
+CODEACT_MAX_EXECUTIONS = env_int("CODEACT_MAX_EXECUTIONS", 5, minimum=1)
+_model_defaults: dict[str, object] = {
+    "api_key": "not-needed",
+    "temperature": env_float("CODEACT_MODEL_TEMPERATURE", 0.2, minimum=0.0),
+    "max_tokens": env_int("CODEACT_MODEL_MAX_TOKENS", 1024, minimum=1),
+    "max_executions": CODEACT_MAX_EXECUTIONS,
+}
+# Several endpoints: CODEACT_MODELS (or CODEACT_MODELS_FILE) holds a JSON list, e.g.
+# [{"key": "qwen", "label": "Qwen 2.5 7B", "base_url": "http://vllm:8000/v1",
+#   "model": "Qwen/Qwen2.5-7B-Instruct", "api_key_env": "VLLM_KEY"}]
+# Otherwise one model from the CODEACT_MODEL_* variables (or the bundled one).
+CODEACT_MODELS = env_models("CODEACT_MODELS", _model_defaults) or [
+    _model_defaults
+    | {
         "key": "default",
         "label": env_str(
             "CODEACT_MODEL_LABEL", "SmolLM2 135M (bundled)" if CODEACT_BUNDLED_MODEL else ""
@@ -177,8 +199,6 @@ CODEACT_MODELS = [
         "base_url": _model_url or f"http://127.0.0.1:{CODEACT_BUNDLED_MODEL_PORT}/v1",
         "model": env_str("CODEACT_MODEL_NAME", "smollm2-135m-instruct"),
         "api_key": env_secret("CODEACT_MODEL_API_KEY", "not-needed"),
-        "temperature": env_float("CODEACT_MODEL_TEMPERATURE", 0.2, minimum=0.0),
-        "max_tokens": env_int("CODEACT_MODEL_MAX_TOKENS", 1024, minimum=1),
     }
 ]
 CODEACT_MODEL_CONNECT_TIMEOUT = env_float("CODEACT_MODEL_CONNECT_TIMEOUT", 5.0, minimum=0.1)
@@ -191,6 +211,16 @@ CODEACT_FLUSH_INTERVAL = env_float("CODEACT_FLUSH_INTERVAL", 0.5, minimum=0.05)
 CODEACT_MAX_MESSAGE_CHARS = env_int("CODEACT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CODEACT_MAX_FRAME_BYTES = env_int("CODEACT_MAX_FRAME_BYTES", 256 * 1024, minimum=1024)
 CODEACT_HISTORY_MESSAGES = env_int("CODEACT_HISTORY_MESSAGES", 60, minimum=1)
+# Live execution output is coalesced into one frame per this interval.
+CODEACT_OUTPUT_INTERVAL = env_float("CODEACT_OUTPUT_INTERVAL", 0.05, minimum=0.01)
+
+# --- Files: uploads and files the code writes, kept in PostgreSQL ------------------
+CODEACT_UPLOAD_MAX_MB = env_int("CODEACT_UPLOAD_MAX_MB", 50, minimum=1)
+CODEACT_UPLOADS_PER_REQUEST = env_int("CODEACT_UPLOADS_PER_REQUEST", 10, minimum=1)
+CODEACT_FILES_PER_CONVERSATION = env_int("CODEACT_FILES_PER_CONVERSATION", 50, minimum=1)
+CODEACT_FILES_MB_PER_CONVERSATION = env_int("CODEACT_FILES_MB_PER_CONVERSATION", 200, minimum=1)
+# Files the code writes are kept (downloadable, restored into a new sandbox) up to this size.
+CODEACT_CAPTURE_MAX_MB = env_int("CODEACT_CAPTURE_MAX_MB", 20, minimum=1)
 
 # --- Sandboxes (DESIGN.md §4): every limit a setting, safe by default ------------
 MiB = 1 << 20

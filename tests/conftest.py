@@ -53,13 +53,48 @@ def model_server(scripted_server: ScriptedModelServer) -> Iterator[ScriptedModel
 
 
 @pytest.fixture(scope="session")
-def worker(
-    django_db_setup: None, django_db_blocker: Any, scripted_server: Any
-) -> Iterator[Process]:
-    """A real Celery worker process on the test database and a per-run queue."""
-    proc = start_worker()
-    yield proc
-    proc.stop()
+def _workers(django_db_setup: None, scripted_server: Any) -> Iterator[list[Process]]:
+    procs: list[Process] = []
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+def worker(_workers: list[Process]) -> Process:
+    """A real Celery worker process on the test database and a per-run queue.
+
+    Shared by the session; started again if a test killed it.
+    """
+    if not _workers or _workers[-1].proc.poll() is not None:
+        _workers.append(start_worker())
+    return _workers[-1]
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[tuple[str, str]]:
+    """The bundled SmolLM2 model served by llama.cpp (the `bundled` model of the suite)."""
+    import socket
+    import subprocess
+    import time
+
+    from codeact_web.bundled_model import MODEL_ALIAS, server_command
+
+    port = envplugin.LLAMA_PORT
+    proc = subprocess.Popen(
+        server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/v1", MODEL_ALIAS
+    proc.terminate()
+    proc.wait(10)
 
 
 def session_cookie(user: Any) -> str:

@@ -138,3 +138,37 @@ def test_access_is_for_the_owner_only(conversation, owner, other_user, staff):
             actions.access_conversation(stranger, conversation.id)
     with pytest.raises(Http404):
         actions.access_conversation(owner, "not-a-uuid")
+
+
+def test_it_switches_the_model_of_a_conversation(conversation, settings):
+    settings.CODEACT_MODELS = [
+        {"key": "default", "label": "Default"},
+        {"key": "qwen", "label": "Qwen"},
+    ]
+    actions.do_set_model(conversation, "qwen")
+    conversation.refresh_from_db()
+    assert conversation.model == "qwen"
+    assert events_after(conversation, 0)[-1]["conversation"]["model"] == "qwen"
+    with pytest.raises(actions.ActionError) as refused:
+        actions.do_set_model(conversation, "gpt-17")
+    assert refused.value.code == "unknown_model"
+    conversation.refresh_from_db()
+    assert conversation.model == "qwen"
+
+
+def test_an_interrupted_turn_marks_its_running_code_as_lost(conversation):
+    from chat.models import Execution
+
+    message, turn = actions.do_send_user_message(conversation, "run it")
+    turn = actions.claim_turn(turn.pk)
+    reply = actions.do_start_reply(turn)
+    execution = actions.do_start_execution(turn, reply, "import time; time.sleep(99)", {})
+    Turn.objects.filter(pk=turn.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    assert actions.do_sweep_turns()["interrupted"] == 1
+    execution.refresh_from_db()
+    assert execution.status == Execution.Status.LOST
+    assert "not run again" in execution.detail
+    assert execution.finished_at is not None
+    kinds = [e["type"] for e in events_after(conversation, 0)]
+    assert kinds.count("execution") == 1  # one row, announced at its latest state

@@ -33,3 +33,10 @@ def test_it_explains_bad_frames(text, explanation):
     with pytest.raises(ValidationError) as caught:
         frames.validate_json(text)
     assert explanation in _explain(text, caught.value)
+
+
+def test_it_parses_a_model_choice():
+    frame = frames.validate_json('{"type": "set_model", "model": "qwen"}')
+    assert (frame.type, frame.model) == ("set_model", "qwen")
+    with pytest.raises(ValidationError):
+        frames.validate_json('{"type": "set_model", "model": ""}')

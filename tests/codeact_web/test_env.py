@@ -1,7 +1,9 @@
+import json
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from codeact_web.env import env_bool, env_float, env_int, env_list, env_secret
+from codeact_web.env import env_bool, env_float, env_int, env_list, env_models, env_secret
 
 
 @pytest.mark.parametrize(
@@ -54,3 +56,85 @@ def test_it_reports_an_unreadable_secret_file(monkeypatch, tmp_path):
     monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
     with pytest.raises(ImproperlyConfigured, match="cannot be read"):
         env_secret("X_SECRET")
+
+
+MODEL_DEFAULTS = {
+    "api_key": "not-needed",
+    "temperature": 0.2,
+    "max_tokens": 512,
+    "max_executions": 5,
+}
+
+
+def test_it_reads_several_models_with_keys_from_env_and_files(monkeypatch, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    monkeypatch.setenv("VLLM_KEY", "sk-from-env")
+    monkeypatch.setenv(
+        "X_MODELS",
+        json.dumps(
+            [
+                {"key": "a", "base_url": "http://a/v1", "model": "m1", "api_key_env": "VLLM_KEY"},
+                {
+                    "key": "b",
+                    "label": "Bee",
+                    "base_url": "http://b/v1",
+                    "model": "m2",
+                    "api_key_file": str(key_file),
+                    "max_executions": 8,
+                    "temperature": 0,
+                },
+            ]
+        ),
+    )
+    a, b = env_models("X_MODELS", MODEL_DEFAULTS)
+    assert a == MODEL_DEFAULTS | {
+        "key": "a",
+        "label": "a",
+        "base_url": "http://a/v1",
+        "model": "m1",
+        "api_key": "sk-from-env",
+    }
+    assert (b["label"], b["api_key"], b["max_executions"], b["temperature"]) == (
+        "Bee",
+        "sk-from-file",
+        8,
+        0.0,
+    )
+
+
+def test_it_reads_models_from_a_file(monkeypatch, tmp_path):
+    path = tmp_path / "models.json"
+    path.write_text('[{"key": "k", "base_url": "http://k/v1", "model": "m"}]')
+    monkeypatch.delenv("X_MODELS", raising=False)
+    monkeypatch.setenv("X_MODELS_FILE", str(path))
+    assert [m["key"] for m in env_models("X_MODELS", MODEL_DEFAULTS)] == ["k"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("[]", "non-empty JSON list"),
+        ('[{"key": "a", "model": "m"}]', "needs 'base_url'"),
+        ('[{"key": "a", "base_url": "u", "model": "m", "colour": 1}]', "unknown fields: colour"),
+        (
+            '[{"key": "a", "base_url": "u", "model": "m", "max_tokens": "lots"}]',
+            "max_tokens must be int",
+        ),
+        (
+            json.dumps([{"key": "a", "base_url": "u", "model": "m"}] * 2),
+            "must be unique",
+        ),
+    ],
+)
+def test_it_explains_a_bad_models_setting(monkeypatch, raw, message):
+    monkeypatch.setenv("X_MODELS", raw)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        env_models("X_MODELS", MODEL_DEFAULTS)
+
+
+def test_no_models_setting_means_the_single_default(monkeypatch):
+    monkeypatch.delenv("X_MODELS", raising=False)
+    monkeypatch.delenv("X_MODELS_FILE", raising=False)
+    assert env_models("X_MODELS", MODEL_DEFAULTS) == []

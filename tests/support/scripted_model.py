@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -128,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(script.first_delay)
         self._event(self._chunk(body, {"role": "assistant", "content": ""}, None))
-        for index, token in enumerate(script.tokens()):
+        for index, token in enumerate(_until_stop(script.tokens(), body.get("stop"))):
             if index == script.stall_after:
                 time.sleep(script.stall_seconds)
                 return
@@ -150,10 +151,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._event("[DONE]")
 
 
+def _until_stop(tokens: list[str], stop: Any) -> list[str]:
+    """Cut the reply where a stop sequence starts, and leave the sequence out,
+    as vLLM, llama.cpp and OpenAI do."""
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or [] if s]
+    text = "".join(tokens)
+    cut = min((text.find(s) for s in stops if s in text), default=-1)
+    if cut == -1:
+        return tokens
+    kept: list[str] = []
+    length = 0
+    for token in tokens:
+        if length + len(token) >= cut:
+            kept.append(token[: cut - length])
+            break
+        kept.append(token)
+        length += len(token)
+    return [t for t in kept if t]
+
+
 class ScriptedModelServer:
     def __init__(self, default: Script | None = None) -> None:
         self.default = default or Script()
         self.scripts: deque[Script] = deque()
+        # Picks a script from the request when none is queued (concurrent clients).
+        self.route: Callable[[dict[str, Any]], Script | None] | None = None
+        self.record = True
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self._lock = threading.Lock()
@@ -188,13 +211,18 @@ class ScriptedModelServer:
 
     def reset(self) -> None:
         with self._lock:
+            self.route = None
             self.scripts.clear()
             self.requests.clear()
 
     def _take(self, body: dict[str, Any]) -> Script:
         with self._lock:
-            self.requests.append(body)
-            return self.scripts.popleft() if self.scripts else self.default
+            if self.record:
+                self.requests.append(body)
+            if self.scripts:
+                return self.scripts.popleft()
+        routed = self.route(body) if self.route is not None else None
+        return routed or self.default
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """The model client against real HTTP: the scripted server and llama.cpp."""
 
 import socket
-import subprocess
 import threading
 import time
 
@@ -110,29 +109,6 @@ def test_stop_closes_a_stalled_stream_promptly(server, script, expected):
     assert reply.stopped
     assert time.monotonic() - started < 0.3 + 0.5
     assert seen == expected
-
-
-@pytest.fixture(scope="session")
-def llama_server():
-    from codeact_web.bundled_model import MODEL_ALIAS, server_command
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}/v1", MODEL_ALIAS
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.mark.integration

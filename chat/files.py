@@ -1,0 +1,137 @@
+"""Workspace files: uploads and what the code writes, stored in PostgreSQL.
+
+The bytes are never unpacked or parsed on the host; the sandbox gets them
+back when it is new. These are actions in the sense of chat.actions: they
+write, then notify on commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+
+from chat.actions import ActionError, _notify
+from chat.models import Conversation, Execution, WorkspaceFile
+from chat.serialize import file_event
+
+MiB = 1 << 20
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def safe_name(name: str) -> str:
+    """A plain file name made from whatever the browser sent: no folders, no
+    hidden files, only letters, digits, dot, dash and underscore."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not stem.strip("."):  # no suffix, or a hidden file like .bashrc
+        stem, suffix = base, ""
+    stem = _UNSAFE.sub("_", _ascii(stem)).strip("._-")[:80] or "upload"
+    suffix = re.sub(r"[^A-Za-z0-9]+", "", _ascii(suffix))[:16]
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def _unused_name(conversation: Conversation, name: str) -> str:
+    taken = set(conversation.files.values_list("path", flat=True))
+    if name not in taken:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    for n in range(2, 10_000):
+        candidate = f"{stem}-{n}.{suffix}" if suffix else f"{stem}-{n}"
+        if candidate not in taken:
+            return candidate
+    raise ActionError("too_many_files", "This conversation has too many files with that name.")
+
+
+def check_upload_size(size: int) -> None:
+    limit = settings.CODEACT_UPLOAD_MAX_MB * MiB
+    if size > limit:
+        raise ActionError(
+            "file_too_large",
+            f"The file is {size / MiB:.1f} MB; uploads are limited to "
+            f"{settings.CODEACT_UPLOAD_MAX_MB} MB each.",
+        )
+
+
+def _check_room(conversation: Conversation, size: int) -> None:
+    files = conversation.files.all()
+    if files.count() >= settings.CODEACT_FILES_PER_CONVERSATION:
+        raise ActionError(
+            "too_many_files",
+            f"A conversation can hold {settings.CODEACT_FILES_PER_CONVERSATION} files; "
+            "start a new conversation for more.",
+        )
+    used = files.aggregate(total=Sum("size"))["total"] or 0
+    room = settings.CODEACT_FILES_MB_PER_CONVERSATION * MiB
+    if used + size > room:
+        raise ActionError(
+            "files_full",
+            f"The files of this conversation would exceed "
+            f"{settings.CODEACT_FILES_MB_PER_CONVERSATION} MB in total.",
+        )
+
+
+def do_upload_file(conversation: Conversation, user: Any, name: str, data: bytes) -> WorkspaceFile:
+    """Store an uploaded file under a safe, unused name; the next execution sees it."""
+    check_upload_size(len(data))
+    with transaction.atomic():
+        seq = conversation.next_seq()  # locks the conversation: names and limits hold
+        _check_room(conversation, len(data))
+        file = WorkspaceFile.objects.create(
+            conversation=conversation,
+            path=_unused_name(conversation, safe_name(name)),
+            origin=WorkspaceFile.Origin.UPLOAD,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            content=data,
+            uploaded_by=user,
+            seq=seq,
+        )
+        _notify(conversation.id, file_event(file))
+    return file
+
+
+def do_capture_file(
+    execution: Execution, path: str, data: bytes, mtime_ns: int, sandbox_id: int
+) -> WorkspaceFile | None:
+    """Keep a file the code wrote or changed; None when it did not change."""
+    digest = hashlib.sha256(data).hexdigest()
+    conversation = execution.conversation
+    with transaction.atomic():
+        file = conversation.files.select_for_update().filter(path=path).first()
+        if file is not None and file.sha256 == digest:
+            # Same bytes: only remember that this sandbox has them (no event, no seq).
+            mark_in_sandbox(file, sandbox_id, mtime_ns)
+            return None
+        seq = conversation.next_seq()
+        if file is None:
+            _check_room(conversation, len(data))
+            file = WorkspaceFile(
+                conversation=conversation, path=path, origin=WorkspaceFile.Origin.GENERATED
+            )
+        file.size, file.sha256, file.content = len(data), digest, data
+        file.execution, file.sandbox_id, file.mtime_ns, file.seq = (
+            execution,
+            sandbox_id,
+            mtime_ns,
+            seq,
+        )
+        file.save()
+        _notify(conversation.id, file_event(file))
+    return file
+
+
+def mark_in_sandbox(file: WorkspaceFile, sandbox_id: int, mtime_ns: int) -> None:
+    WorkspaceFile.objects.filter(pk=file.pk).update(sandbox_id=sandbox_id, mtime_ns=mtime_ns)

@@ -1,0 +1,160 @@
+"""The agent's executor: a conversation's sandbox, its files, and what was lost.
+
+Claims the sandbox on the first execution of a turn, puts the conversation's
+files into it, runs the code, and keeps the files the code wrote. When the
+sandbox is new although the conversation ran code before (it was reaped
+after idling, or it died), the model and the user are told that variables
+are gone and the files were restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+
+from chat import actions, files, sandboxes
+from chat.agent.loop import Executed
+from chat.models import Execution, SandboxRecord, Turn, WorkspaceFile
+from sandbox.api import OnOutput, SandboxError
+from sandbox.docker_backend import DockerSandbox
+
+log = logging.getLogger(__name__)
+MiB = 1 << 20
+CAPTURE_PER_EXECUTION = 20  # more new files than this in one cell are not all kept
+
+STATE_LOST = (
+    "[Note: this is a new Python session. Variables and imports from earlier in this "
+    "conversation are gone (the previous session was shut down after a period without "
+    "use, or it stopped). The files in /workspace were restored.]"
+)
+STATE_LOST_NOTICE = (
+    "The Python session of this conversation was restarted, so variables from earlier "
+    "messages are gone. Your files were restored."
+)
+LOST_CELL_NOTE = (
+    "[Note: an earlier execution was cut off when its worker stopped; it was "
+    "interrupted, not run again.]"
+)
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") or part == "__pycache__" for part in path.split("/"))
+
+
+class ConversationSandbox:
+    """Implements chat.agent.loop.Executor for one turn."""
+
+    def __init__(self, turn: Turn, on_notice: Callable[[str, str], None]) -> None:
+        self.turn = turn
+        self.conversation = turn.conversation
+        self.on_notice = on_notice
+        self.box: DockerSandbox | None = None
+        self.record: SandboxRecord | None = None
+        self.execution: Execution | None = None  # set by the runner before each execute
+
+    def execute(self, code: str, on_output: OnOutput, poll: Callable[[], bool]) -> Executed:
+        notes = self._ensure_sandbox()
+        assert self.box is not None and self.record is not None
+        self._put_files()
+        result = self.box.execute(code, on_output, poll=poll)
+        sandboxes.touch(self.record)
+        new_files: list[str] = []
+        if result.status == "died":
+            # The container is gone; the next execution starts a new one with the files.
+            sandboxes.remove(self.record, "died")
+            self.close()
+        else:
+            new_files = self._capture_files()
+        return Executed(result, notes=notes, new_files=new_files)
+
+    def _ensure_sandbox(self) -> list[str]:
+        if self.box is not None and self.box.alive:
+            return []
+        self.close()
+        claim = sandboxes.claim_for(self.conversation)
+        self.box, self.record = claim.sandbox, claim.record
+        notes: list[str] = []
+        earlier = Execution.objects.filter(conversation=self.conversation).exclude(
+            turn=self.turn, status=Execution.Status.RUNNING
+        )
+        if claim.fresh and earlier.exists():
+            notes.append(STATE_LOST)
+            self.on_notice("state_lost", STATE_LOST_NOTICE)
+        elif not claim.fresh and earlier.filter(status=Execution.Status.LOST).exists():
+            last = earlier.order_by("-id").first()
+            if last is not None and last.status == Execution.Status.LOST:
+                # Its cell may still be running in the kernel: stop it first.
+                self.box.interrupt()
+                notes.append(LOST_CELL_NOTE)
+        return notes
+
+    def _put_files(self) -> None:
+        assert self.box is not None and self.record is not None
+        stale = WorkspaceFile.objects.filter(conversation=self.conversation).exclude(
+            sandbox=self.record
+        )
+        put = {}
+        for file in stale:
+            self.box.put_file(file.path, bytes(file.content))
+            put[file.path] = file
+        if put:
+            # Remember the mtimes they got, so only later changes count as new.
+            for info in self.box.list_files():
+                if info.path in put:
+                    files.mark_in_sandbox(put[info.path], self.record.pk, info.mtime_ns)
+
+    def _capture_files(self) -> list[str]:
+        assert self.box is not None and self.record is not None
+        if self.execution is None:
+            return []
+        try:
+            listed = self.box.list_files()
+        except SandboxError:
+            log.warning("could not list the files of %s", self.record.container_id[:12])
+            return []
+        known = {
+            f.path: f
+            for f in WorkspaceFile.objects.filter(conversation=self.conversation).only(
+                "path", "size", "mtime_ns", "sandbox_id"
+            )
+        }
+        limit = settings.CODEACT_CAPTURE_MAX_MB * MiB
+        changed = [
+            info
+            for info in listed
+            if not _hidden(info.path)
+            and info.size <= limit
+            and not (
+                info.path in known
+                and known[info.path].sandbox_id == self.record.pk
+                and known[info.path].mtime_ns == info.mtime_ns
+                and known[info.path].size == info.size
+            )
+        ]
+        changed.sort(key=lambda info: info.mtime_ns, reverse=True)
+        saved: list[str] = []
+        for info in changed[:CAPTURE_PER_EXECUTION]:
+            try:
+                data = self.box.get_file(info.path)
+                file = files.do_capture_file(
+                    self.execution, info.path, data, info.mtime_ns, self.record.pk
+                )
+            except (SandboxError, actions.ActionError) as exc:
+                log.info("not keeping %s: %s", info.path, exc)
+                continue
+            if file is not None:
+                saved.append(info.path)
+        return sorted(saved)
+
+    def close(self) -> None:
+        if self.box is not None:
+            self.box.detach()
+        self.box = None
+        self.record = None
+
+    @staticmethod
+    def limits() -> dict[str, object]:
+        return dataclasses.asdict(sandboxes.limits())
