@@ -60,15 +60,19 @@ def _workers(django_db_setup: None, scripted_server: Any) -> Iterator[list[Proce
         proc.stop()
 
 
+def ensure_worker(workers: list[Process]) -> Process:
+    if not workers or workers[-1].proc.poll() is not None:
+        workers.append(start_worker())
+    return workers[-1]
+
+
 @pytest.fixture
 def worker(_workers: list[Process]) -> Process:
     """A real Celery worker process on the test database and a per-run queue.
 
     Shared by the session; started again if a test killed it.
     """
-    if not _workers or _workers[-1].proc.poll() is not None:
-        _workers.append(start_worker())
-    return _workers[-1]
+    return ensure_worker(_workers)
 
 
 @pytest.fixture(scope="session")

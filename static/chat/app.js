@@ -20,6 +20,12 @@ const initial = JSON.parse(document.getElementById("initial-data").textContent);
 const conversationId = root.dataset.conversationId;
 const messages = new Map(); // id -> {data, el}
 const turns = new Map(); // id -> {data, el}
+const executions = new Map(); // id -> {data, el, outputs: Map(id -> {data, el, text})}
+const files = new Map(); // id -> data
+const filesList = document.getElementById("files-list");
+const filesCount = document.getElementById("files-count");
+const uploadInput = document.getElementById("upload-input");
+const csrfToken = document.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
 let lastSeq = 0;
 let socket = null;
 let attempt = 0;
@@ -52,12 +58,14 @@ function place(node, key) {
   transcript.appendChild(node);
 }
 
+const ROLE_NAMES = { user: "You", assistant: "Assistant", notice: "Notice" };
+
 function renderMessage(data) {
   let entry = messages.get(data.id);
   if (!entry) {
     const node = el("article", `msg msg-${data.role}`);
-    node.setAttribute("aria-label", data.role === "user" ? "You" : "Assistant");
-    node.append(el("div", "msg-role", data.role === "user" ? "You" : "Assistant"), el("div", "msg-body"));
+    node.setAttribute("aria-label", ROLE_NAMES[data.role] || data.role);
+    node.append(el("div", "msg-role", ROLE_NAMES[data.role] || data.role), el("div", "msg-body"));
     entry = { data, el: node, text: "" };
     messages.set(data.id, entry);
     place(node, data.id * 2);
@@ -69,6 +77,7 @@ function renderMessage(data) {
     entry.text = data.content;
   }
   entry.data = data;
+  entry.el.classList.toggle("msg-final", Boolean(data.final));
   body.classList.toggle("streaming", streaming);
   if (data.role === "assistant" && !streaming) {
     body.innerHTML = data.html; // rendered and sanitized on the server
@@ -97,6 +106,126 @@ function applyDelta(event) {
   body.textContent = entry.text;
   entry.el.hidden = false;
   scrollToEnd();
+}
+
+// ---- code cells ------------------------------------------------------------
+
+const CELL_STATUS = {
+  running: "Running…", ok: "Done", error: "Error", timeout: "Timed out",
+  interrupted: "Stopped", died: "Kernel died", lost: "Cut off", failed: "Not run",
+};
+const ANSI = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
+
+function renderExecution(data) {
+  let entry = executions.get(data.id);
+  if (!entry) {
+    const node = el("section", "cell");
+    node.setAttribute("role", "region");
+    node.setAttribute("aria-label", `Code cell ${data.number}`);
+    const code = el("pre", "cell-code code");
+    code.appendChild(el("code"));
+    node.append(el("div", "cell-head"), code, el("div", "cell-outputs"));
+    entry = { data, el: node, outputs: new Map() };
+    executions.set(data.id, entry);
+    place(node, data.message_id * 2 + 0.5);
+  }
+  entry.data = data;
+  entry.el.dataset.status = data.status;
+  const head = entry.el.querySelector(".cell-head");
+  const count = data.execution_count ? `In [${data.execution_count}]` : `Cell ${data.number}`;
+  const took = data.duration != null ? ` · ${data.duration < 1 ? `${Math.round(data.duration * 1000)} ms` : `${data.duration.toFixed(1)} s`}` : "";
+  head.replaceChildren(el("span", "cell-label", count), el("span", `cell-status status-${data.status}`, CELL_STATUS[data.status] || data.status));
+  if (took) head.appendChild(el("span", "muted", took));
+  if (data.detail && data.status !== "ok" && data.status !== "error") head.appendChild(el("span", "cell-detail", data.detail));
+  entry.el.querySelector(".cell-code code").innerHTML = data.code_html; // Pygments-escaped on the server
+}
+
+function renderOutput(data) {
+  const cell = executions.get(data.execution_id);
+  if (!cell) return requestResume();
+  let entry = cell.outputs.get(data.id);
+  if (!entry) {
+    entry = { data, el: el("div", `output output-${data.output_type}`), text: "" };
+    entry.el.dataset.index = String(data.index);
+    cell.outputs.set(data.id, entry);
+    const box = cell.el.querySelector(".cell-outputs");
+    const after = [...box.children].find((c) => Number(c.dataset.index) > data.index);
+    box.insertBefore(entry.el, after || null);
+  }
+  entry.data = data;
+  const node = entry.el;
+  if (data.output_type === "stream") {
+    entry.text = data.text;
+    node.className = `output output-stream stream-${data.name}`;
+    node.textContent = data.text;
+  } else if (data.output_type === "error") {
+    node.textContent = (data.data.traceback || []).join("\n").replace(ANSI, "") || `${data.data.ename}: ${data.data.evalue}`;
+  } else if (data.image_url) {
+    const img = el("img", "output-image");
+    img.src = data.image_url;
+    img.alt = data.data["text/plain"] || "Plot";
+    const link = el("a");
+    link.href = data.image_url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.appendChild(img);
+    node.replaceChildren(link);
+  } else {
+    node.textContent = data.data["text/plain"] || "";
+  }
+}
+
+function applyOutputDelta(event) {
+  const cell = executions.get(event.execution_id);
+  const entry = cell && cell.outputs.get(event.output_id);
+  if (!entry) return requestResume();
+  const have = entry.text.length;
+  if (event.offset > have) return requestResume();
+  const end = event.offset + event.text.length;
+  if (end <= have) return;
+  entry.text += event.text.slice(have - event.offset);
+  entry.el.textContent = entry.text;
+}
+
+// ---- files -----------------------------------------------------------------
+
+function renderFile(data) {
+  files.set(data.id, data);
+  const items = [...files.values()].sort((a, b) => a.path.localeCompare(b.path));
+  filesList.replaceChildren(
+    ...items.map((f) => {
+      const li = el("li");
+      const a = el("a", "", f.path);
+      a.href = f.url;
+      a.setAttribute("download", "");
+      li.append(a, el("span", "muted small", ` ${humanSize(f.size)} · ${f.origin === "upload" ? "uploaded" : "made by code"}`));
+      return li;
+    }),
+  );
+  filesCount.textContent = String(files.size);
+}
+
+function humanSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+async function uploadFiles(list) {
+  const body = new FormData();
+  for (const file of list) body.append("file", file);
+  hint.textContent = `Uploading ${list.length === 1 ? list[0].name : `${list.length} files`}…`;
+  try {
+    const response = await fetch(`/c/${conversationId}/files/`, {
+      method: "POST", body, headers: { "X-CSRFToken": csrfToken }, credentials: "same-origin",
+    });
+    const result = await response.json().catch(() => ({}));
+    for (const f of result.files || []) renderFile(f);
+    if (!response.ok) showError({ message: result.error?.message || `Upload failed (HTTP ${response.status}).` });
+    else hint.textContent = "Uploaded. The assistant can read the file from its working folder.";
+  } catch (err) {
+    showError({ message: "The upload did not reach the server. Check the connection and try again." });
+  }
 }
 
 function turnKey(data) {
@@ -160,6 +289,12 @@ function applyPersisted(event) {
     renderTurn(event.turn);
     // Only the latest turn offers Retry: re-render the others.
     for (const entry of turns.values()) if (entry.data.id !== event.turn.id) renderTurn(entry.data);
+  } else if (event.type === "execution") {
+    renderExecution(event.execution);
+  } else if (event.type === "output") {
+    renderOutput(event.output);
+  } else if (event.type === "file") {
+    renderFile(event.file);
   } else if (event.type === "conversation") {
     titleEl.textContent = event.conversation.title;
     document.title = `${event.conversation.title} · CodeAct Web`;
@@ -200,9 +335,17 @@ function handle(event) {
     case "message":
     case "turn":
     case "conversation":
+    case "execution":
+    case "output":
+    case "file":
       if (event.seq > lastSeq + 1) requestResume();
       else lastSeq = Math.max(lastSeq, event.seq);
       applyPersisted(event);
+      break;
+    case "output_delta":
+      if (event.seq > lastSeq + 1) requestResume();
+      else lastSeq = Math.max(lastSeq, event.seq);
+      applyOutputDelta(event);
       break;
     case "delta":
       applyDelta(event);
@@ -318,6 +461,10 @@ input.addEventListener("input", () => {
   updateComposer();
 });
 stopButton.addEventListener("click", () => send({ type: "stop" }));
+uploadInput.addEventListener("change", () => {
+  if (uploadInput.files.length) uploadFiles([...uploadInput.files]);
+  uploadInput.value = "";
+});
 document.getElementById("delete-form").addEventListener("submit", (ev) => {
   if (!window.confirm("Delete this conversation and everything in it?")) ev.preventDefault();
 });

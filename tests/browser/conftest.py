@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ensure_worker
 from tests.support.processes import ARTIFACTS, Process, free_port, start_web
 
 # Playwright's sync API keeps an event loop in the test thread, and Django then
@@ -30,7 +31,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def web(worker: Process) -> Iterator[str]:
+def web(_workers: list[Process]) -> Iterator[str]:
+    ensure_worker(_workers)
     port = free_port()
     proc = start_web(port)
     yield f"http://127.0.0.1:{port}"

@@ -83,3 +83,53 @@ def test_another_user_cannot_open_the_conversation(page, web, browser, model_ser
     assert response.status == 404
     expect(intruder.get_by_role("heading", name="Not found")).to_be_visible()
     other.close()
+
+
+def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(page, web, model_server, tmp_path):
+    from chat.models import SandboxRecord
+
+    csv = tmp_path / "sales.csv"
+    csv.write_text("month,sales\n" + "".join(f"{m},{90 + 7 * m}\n" for m in range(1, 13)))
+    code = (
+        "import pandas as pd, time\n"
+        "df = pd.read_csv('sales.csv')\n"
+        "print('rows:', len(df), flush=True)\n"
+        "time.sleep(1.5)\n"
+        "ax = df.plot(x='month', y='sales', title='Sales by month')\n"
+        "ax.figure.savefig('trend.png')\n"
+        "plt.show()"
+    )
+    model_server.push(
+        Script(chunks=["I will load the file and plot it.\n<execute>\n", code, "\n</execute>"]),
+        Script(text="Sales grew steadily, by **7 per month**. The chart is saved as `trend.png`."),
+    )
+    sign_up(page, web, "ines")
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    page.get_by_label("Upload files").set_input_files(str(csv))
+    expect(page.locator("#files-count")).to_have_text("1")
+
+    page.get_by_label("Message").fill("Plot the sales trend of my CSV.")
+    page.get_by_label("Message").press("Enter")
+    cell = page.get_by_role("region", name="Code cell 1")
+    expect(cell.locator(".cell-status")).to_have_text("Running…", timeout=20_000)
+    expect(cell.locator(".output-stream")).to_have_text("rows: 12\n")  # live, before the end
+    screenshot(page, "05-running-cell")
+
+    image = cell.locator("img.output-image")
+    expect(image).to_be_visible(timeout=20_000)
+    assert image.evaluate("img => img.complete && img.naturalWidth") > 0
+    expect(cell.locator(".cell-status")).to_have_text("Done")
+    expect(page.locator(".msg-final")).to_contain_text("7 per month", timeout=10_000)
+    expect(page.locator("#files-count")).to_have_text("2")
+    screenshot(page, "06-analysis-with-plot")
+
+    page.locator(".files-menu summary").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="trend.png").click()
+    assert download.value.suggested_filename == "trend.png"
+    screenshot(page, "07-files")
+    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
+        from chat import sandboxes
+
+        sandboxes.remove(record, "test")
