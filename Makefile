@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap run test test-fast lint format bench bench-sandbox
+.PHONY: bootstrap run test test-fast lint format bench bench-sandbox bench-turn
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -26,8 +26,11 @@ format:
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-sandbox
+bench: bench-sandbox bench-turn
 
 # Sandbox latencies and memory against docker run / docker exec / attach baselines.
 bench-sandbox: bootstrap
 	$(PY) bench/sandbox.py
+
+bench-turn: bootstrap
+	$(PY) bench/turn.py

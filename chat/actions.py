@@ -169,12 +169,10 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
             f"{settings.CODEACT_MAX_MESSAGE_CHARS:,}.",
         )
     with transaction.atomic():
-        if conversation.turns.filter(status__in=Turn.ACTIVE).exists():
-            raise ActionError(
-                "turn_in_progress",
-                "The assistant is still answering the previous message. Wait for it or press Stop.",
-            )
-        is_first = not conversation.messages.exists()
+        # A turn already running is caught by the one-active-turn constraint when
+        # the new turn is inserted, and this whole transaction is rolled back.
+        default_title = Conversation._meta.get_field("title").default
+        is_first = conversation.title == default_title and not conversation.messages.exists()
         message = Message.objects.create(
             conversation=conversation,
             role=Message.Role.USER,
@@ -182,7 +180,7 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
             seq=conversation.next_seq(),
         )
         _notify(conversation.id, message_event(message))
-        if is_first and conversation.title == Conversation._meta.get_field("title").default:
+        if is_first:
             conversation.title = _title_from(text)
             conversation.seq = conversation.next_seq()
             conversation.save(update_fields=["title", "seq", "updated_at"])

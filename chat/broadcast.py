@@ -2,8 +2,8 @@
 
 Workers and views are synchronous; the channel layer is asyncio. One event
 loop in a daemon thread per process owns the layer's Redis connection, and a
-single FIFO queue keeps events of a conversation in the order they were
-published (token deltas must not overtake the message that completes them).
+FIFO queue per conversation keeps its events in the order they were published
+(token deltas must not overtake the message that completes them).
 Publishing never blocks the caller; `flush()` waits until the queue is sent.
 """
 
@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 EVENT_HANDLER = "chat.event"  # dispatched to ConversationConsumer.chat_event
+IDLE_SECONDS = 60.0  # a group's queue and task go away after this long without events
 
 
 def group_name(conversation_id: Any) -> str:
@@ -28,11 +29,16 @@ def group_name(conversation_id: Any) -> str:
 
 
 class _Publisher:
+    """One FIFO per group (a conversation's events keep their order) drained by
+    its own task, so a busy conversation or a slow Redis round trip does not
+    hold up the others."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
-        self._pump_task: asyncio.Task[None] | None = None
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._pending = 0
+        self._drained: asyncio.Event | None = None
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -43,8 +49,8 @@ class _Publisher:
 
             def run() -> None:
                 asyncio.set_event_loop(loop)
-                self._queue = asyncio.Queue()
-                self._pump_task = loop.create_task(self._pump())
+                self._drained = asyncio.Event()
+                self._drained.set()
                 ready.set()
                 loop.run_forever()
 
@@ -53,29 +59,51 @@ class _Publisher:
             self._loop = loop
             return loop
 
-    async def _pump(self) -> None:
-        assert self._queue is not None
+    def _enqueue(self, group: str, message: dict[str, Any]) -> None:
+        assert self._drained is not None
+        self._pending += 1
+        self._drained.clear()
+        queue = self._queues.get(group)
+        if queue is None:
+            queue = self._queues[group] = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._pump(group, queue))
+        queue.put_nowait(message)
+
+    async def _pump(self, group: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        assert self._drained is not None
         layer = get_channel_layer()
         while True:
-            group, message = await self._queue.get()
+            try:
+                message = await asyncio.wait_for(queue.get(), IDLE_SECONDS)
+            except TimeoutError:
+                if queue.empty():  # nothing came for a while: let the group go
+                    del self._queues[group]
+                    return
+                continue
             try:
                 await layer.group_send(group, message)
             except Exception:
                 # At-most-once by design: clients resync from the database.
                 log.warning("could not publish to %s", group, exc_info=True)
             finally:
-                self._queue.task_done()
+                self._pending -= 1
+                if self._pending == 0:
+                    self._drained.set()
 
     def publish(self, group: str, event: dict[str, Any]) -> None:
         loop = self._start()
-        assert self._queue is not None
         message = {"type": EVENT_HANDLER, "event": event}
-        loop.call_soon_threadsafe(self._queue.put_nowait, (group, message))
+        loop.call_soon_threadsafe(self._enqueue, group, message)
 
     def flush(self, timeout: float = 5.0) -> None:
-        if self._loop is None or self._queue is None:
+        if self._loop is None or self._drained is None:
             return
-        done: Future[None] = asyncio.run_coroutine_threadsafe(self._queue.join(), self._loop)
+        drained = self._drained
+
+        async def wait() -> None:
+            await drained.wait()
+
+        done: Future[None] = asyncio.run_coroutine_threadsafe(wait(), self._loop)
         try:
             done.result(timeout)
         except TimeoutError:

@@ -6,13 +6,16 @@ conversation; each bad frame gets an `error` frame and the socket stays open.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import Http404
 from pydantic import TypeAdapter, ValidationError
 
@@ -20,6 +23,7 @@ from chat import actions, broadcast
 from chat.events import (
     CLIENT_FRAME_TYPES,
     ClientFrame,
+    PingFrame,
     ResumeFrame,
     RetryFrame,
     SetModelFrame,
@@ -32,6 +36,26 @@ from chat.models import Conversation
 from chat.serialize import events_after
 
 log = logging.getLogger(__name__)
+
+
+# Database work of all sockets runs in this pool, not in Channels' default single
+# shared thread, where one socket's queries would wait for every other socket's.
+_DB_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ws-db")
+
+
+def _db(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            # Inside the call's own context: the wrapper's own cleanup runs
+            # outside it and misses a connection opened in a pool thread.
+            close_old_connections()
+
+    return database_sync_to_async(run, thread_sensitive=False, executor=_DB_THREADS)
+
+
 _frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
 
@@ -71,44 +95,37 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except ValidationError as exc:
             await self._send(error_event("bad_frame", _explain(text_data, exc)))
             return
-        conversation = await self._access()
-        if conversation is None:
+        try:
+            replies = await _db(self._act)(frame)
+        except Http404:
             await self._send(error_event("not_found", "This conversation no longer exists."))
             await self.close(code=4404)
             return
-        await self._dispatch(conversation, frame)
-
-    async def _dispatch(self, conversation: Conversation, frame: Any) -> None:
-        reply_to = frame.type
-        try:
-            if isinstance(frame, UserMessageFrame):
-                message, turn = await database_sync_to_async(actions.do_send_user_message)(
-                    conversation, frame.text
-                )
-                await self._send(
-                    {
-                        "type": "ack",
-                        "client_id": frame.client_id,
-                        "message_id": message.pk,
-                        "turn_id": turn.pk,
-                    }
-                )
-            elif isinstance(frame, ResumeFrame):
-                await self._resume(conversation, frame.after_seq)
-            elif isinstance(frame, RetryFrame):
-                await database_sync_to_async(actions.do_retry_turn)(conversation, frame.turn_id)
-            elif isinstance(frame, StopFrame):
-                await database_sync_to_async(actions.do_request_stop)(conversation)
-            elif isinstance(frame, SetModelFrame):
-                await database_sync_to_async(actions.do_set_model)(conversation, frame.model)
-            else:
-                await self._send({"type": "pong"})
         except actions.ActionError as exc:
-            await self._send(error_event(exc.code, exc.message, reply_to))
+            replies = [error_event(exc.code, exc.message, frame.type)]
+        for reply in replies:
+            await self._send(reply)
 
-    async def _resume(self, conversation: Conversation, after_seq: int) -> None:
-        events = await database_sync_to_async(events_after)(conversation, after_seq)
-        await self._send({"type": "sync", "last_seq": conversation.last_seq, "events": events})
+    def _act(self, frame: Any) -> list[Any]:
+        """Check access and carry out one frame, in one trip to a database thread.
+        Returns the frames that answer it."""
+        conversation = actions.access_conversation(self.scope["user"], self.conversation_id)
+        if isinstance(frame, UserMessageFrame):
+            message, turn = actions.do_send_user_message(conversation, frame.text)
+            ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
+            return [ack | {"turn_id": turn.pk}]
+        if isinstance(frame, ResumeFrame):
+            events = events_after(conversation, frame.after_seq)
+            return [{"type": "sync", "last_seq": conversation.last_seq, "events": events}]
+        if isinstance(frame, RetryFrame):
+            actions.do_retry_turn(conversation, frame.turn_id)
+        elif isinstance(frame, StopFrame):
+            actions.do_request_stop(conversation)
+        elif isinstance(frame, SetModelFrame):
+            actions.do_set_model(conversation, frame.model)
+        elif isinstance(frame, PingFrame):
+            return [{"type": "pong"}]
+        return []
 
     async def chat_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
@@ -118,7 +135,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _access(self) -> Conversation | None:
         try:
-            conversation: Conversation = await database_sync_to_async(actions.access_conversation)(
+            conversation: Conversation = await _db(actions.access_conversation)(
                 self.scope["user"], self.conversation_id
             )
         except Http404:

@@ -7,6 +7,7 @@ the finished message is saved before its event is sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -24,6 +25,13 @@ from sandbox.api import Output, SandboxError
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # Stop must close the model stream within 0.5 s
+
+
+@functools.lru_cache(maxsize=32)
+def model_client(config: ModelSettings) -> OpenAIModelClient:
+    """One client (and connection pool) per endpoint and worker process: building
+    one costs tens of milliseconds (TLS context), which every turn would pay."""
+    return OpenAIModelClient(config)
 
 
 def model_settings(key: str) -> ModelSettings:
@@ -84,7 +92,9 @@ class TurnRunner:
         self.config = actions.model_config(turn.model)
         self.message: Message | None = None
         self.parts: list[str] = []
+        self.unsent: list[str] = []  # deltas not yet published (coalesced under load)
         self.offset = 0
+        self.last_delta = 0.0
         self.last_flush = 0.0
         self.last_check = 0.0
         self.last_renewal = time.monotonic()
@@ -99,25 +109,40 @@ class TurnRunner:
 
     def reply_started(self) -> None:
         self.message = actions.do_start_reply(self.turn)
-        self.parts, self.offset = [], 0
+        self.parts, self.unsent, self.offset, self.last_delta = [], [], 0, 0.0
         self.last_flush = time.monotonic()
 
     def reply_text(self, delta: str) -> None:
         assert self.message is not None
-        live.append(self.message.pk, delta)
-        broadcast.publish(
-            self.turn.conversation_id,
-            {"type": "delta", "message_id": self.message.pk, "offset": self.offset, "text": delta},
-        )
         self.parts.append(delta)
-        self.offset += utf16_len(delta)
+        self.unsent.append(delta)
+        self._send_deltas_if_due()
         now = time.monotonic()
         if now - self.last_flush >= settings.CODEACT_FLUSH_INTERVAL:
             self.last_flush = now
             actions.flush_reply(self.message, "".join(self.parts))
 
+    def _send_deltas_if_due(self) -> None:
+        if self.unsent and time.monotonic() - self.last_delta >= settings.CODEACT_DELTA_INTERVAL:
+            self._send_deltas()
+
+    def _send_deltas(self) -> None:
+        """Publish what arrived since the last delta as one frame: tokens that come
+        faster than the interval (a fast model, a busy worker) share a frame."""
+        if not self.unsent or self.message is None:
+            return
+        text, self.unsent = "".join(self.unsent), []
+        live.append(self.message.pk, text)
+        broadcast.publish(
+            self.turn.conversation_id,
+            {"type": "delta", "message_id": self.message.pk, "offset": self.offset, "text": text},
+        )
+        self.offset += utf16_len(text)
+        self.last_delta = time.monotonic()
+
     def reply_finished(self, reply: Reply, content: str, final: bool) -> None:
         assert self.message is not None
+        self._send_deltas()
         status = Message.Status.STOPPED if reply.stopped else Message.Status.COMPLETE
         actions.do_finish_reply(self.message, content, status, reply.usage, final=final)
 
@@ -169,6 +194,7 @@ class TurnRunner:
         if now - self.last_renewal >= settings.CODEACT_TURN_LEASE_SECONDS / 3:
             self.last_renewal = now
             actions.extend_lease(self.turn)
+        self._send_deltas_if_due()
         self._flush_outputs_if_due()
         if not self.stop_seen and now - self.last_check >= STOP_POLL_SECONDS:
             self.last_check = now
@@ -178,7 +204,7 @@ class TurnRunner:
     # --- run ------------------------------------------------------------------
 
     def run(self) -> None:
-        client = OpenAIModelClient(model_settings(self.turn.model))
+        client = model_client(model_settings(self.turn.model))
         try:
             outcome = run_agent(
                 client,
@@ -214,6 +240,7 @@ class TurnRunner:
             broadcast.flush()
 
     def _fail(self, code: str, message: str) -> None:
+        self._send_deltas()
         if self.message is not None and self.message.status == Message.Status.STREAMING:
             actions.do_finish_reply(self.message, "".join(self.parts), Message.Status.FAILED)
         if self.execution is not None:

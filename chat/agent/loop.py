@@ -133,13 +133,13 @@ def run_agent(
     replies: list[Reply] = []
     executions = 0
     while True:
-        sink.reply_started()
         watch = _ReplyWatch(sink.reply_text)
         reply = model.stream(
             messages,
             watch,
             stop=codeact.STOP_SEQUENCES,
             should_stop=watch.until(should_stop),
+            on_start=sink.reply_started,  # stored while the request is under way
         )
         if watch.action_closed:
             reply.stopped = False  # we ended the stream ourselves, at the action's end

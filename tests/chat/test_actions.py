@@ -159,7 +159,7 @@ def test_it_switches_the_model_of_a_conversation(conversation, settings):
 def test_an_interrupted_turn_marks_its_running_code_as_lost(conversation):
     from chat.models import Execution
 
-    message, turn = actions.do_send_user_message(conversation, "run it")
+    _message, turn = actions.do_send_user_message(conversation, "run it")
     turn = actions.claim_turn(turn.pk)
     reply = actions.do_start_reply(turn)
     execution = actions.do_start_execution(turn, reply, "import time; time.sleep(99)", {})

@@ -154,9 +154,7 @@ async def test_a_plot_arrives_as_a_png(worker, model_server, owner, other_user, 
     assert "image/png" not in image.data  # the bytes live in their own column
     frame = next(f for f in frames_of(sock, "output") if f["output"]["id"] == image.pk)
     url = frame["output"]["image_url"]
-    assert (
-        execution.observation == "Execution Output:\n[An image is already displayed to the user.]"
-    )
+    assert execution.observation == "Execution Output:\n" + codeact.IMAGE_PLACEHOLDER
 
     def fetch(user):
         client = Client()

@@ -20,8 +20,10 @@ class FakeModel:
     prompts: list[list[dict[str, str]]] = field(default_factory=list)
     stop_after_chunks: int | None = None
 
-    def stream(self, messages, on_text, *, stop=None, should_stop=lambda: False):
+    def stream(self, messages, on_text, *, stop=None, should_stop=lambda: False, on_start=None):
         self.prompts.append([dict(m) for m in messages])
+        if on_start is not None:
+            on_start()
         text = self.replies.pop(0)
         if self.honour_stop and stop:
             for marker in stop:

@@ -1,0 +1,352 @@
+"""Turn benchmark: the whole app against a direct client, measured in the same run.
+
+    make bench-turn           (BENCH_ROUNDS scales the number of samples)
+
+A scripted OpenAI-compatible server streams at a fixed token rate. Baseline:
+a direct streaming client (the app's own model client) against that server,
+at the same concurrency. App: websocket clients through Daphne, the channel
+layer, a Celery worker, PostgreSQL and a real sandbox. Rows, at 1, 10, 20 and
+50 concurrent conversations, p50/p95:
+
+- time to first token: app minus direct;
+- tokens per second at the client, as a ratio to direct;
+- a one-cell turn, send to rendered answer, minus (model time + cell time),
+  at 1, 10 and 50 conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RUN = f"codeact-bench-{os.getpid()}"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codeact_web.settings")
+os.environ["CODEACT_CHANNEL_PREFIX"] = RUN
+os.environ["CELERY_QUEUE"] = RUN
+os.environ["CODEACT_POOL_SIZE"] = "0"
+os.environ["CODEACT_SANDBOXES_PER_USER"] = "3"
+os.environ["CODEACT_MODEL_READ_TIMEOUT"] = "60"
+# 50 sandboxes start at once on a small machine: give them time.
+os.environ["CODEACT_SANDBOX_START_TIMEOUT"] = "300"
+
+from tests.support.processes import free_port  # noqa: E402
+
+MODEL_PORT = free_port()
+os.environ["CODEACT_MODELS"] = json.dumps(
+    [
+        {
+            "key": "default",
+            "base_url": f"http://127.0.0.1:{MODEL_PORT}/v1",
+            "model": "scripted",
+            "max_tokens": 4096,
+        }
+    ]
+)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+
+from chat import sandboxes  # noqa: E402
+from chat.actions import model_config  # noqa: E402
+from chat.agent.model import ModelSettings, OpenAIModelClient  # noqa: E402
+from chat.models import Conversation, SandboxRecord  # noqa: E402
+from tests.support.processes import start_web, start_worker  # noqa: E402
+from tests.support.scripted_model import Script, ScriptedModelServer  # noqa: E402
+
+RATE = float(os.environ.get("BENCH_TOKEN_RATE", "50"))  # tokens per second per reply
+TOKENS = int(os.environ.get("BENCH_TOKENS", "48"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+LEVELS = (1, 10, 20, 50)
+CELL_LEVELS = (1, 10, 50)
+CELL_CODE = "import math\nprint(math.factorial(20))"
+STREAM = Script(chunks=[f" tok{i}" for i in range(TOKENS)], delay=1 / RATE)
+CODE = Script(chunks=["Computing.\n", "<execute>\n", CELL_CODE, "\n</execute>"], delay=1 / RATE)
+ANSWER = Script(chunks=["It", " is", " 2432902008176640000."], delay=1 / RATE)
+
+
+def route(body: dict[str, Any]) -> Script:
+    last = body["messages"][-1]["content"]
+    if last.startswith("Execution Output:"):
+        return ANSWER
+    if "[cell]" in last:
+        return CODE
+    return STREAM
+
+
+def p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class Timing:
+    first: float = 0.0  # send (or request) to first token
+    rate: float = 0.0  # tokens per second from the first to the last token
+    total: float = 0.0
+    cell: float = 0.0
+
+
+@dataclass
+class Level:
+    direct: list[Timing] = field(default_factory=list)
+    app: list[Timing] = field(default_factory=list)
+
+
+# --- direct baseline ------------------------------------------------------------
+
+
+def direct_stream(messages: list[dict[str, str]]) -> Timing:
+    config = model_config("default")
+    client = OpenAIModelClient(
+        ModelSettings(base_url=config["base_url"], model="scripted", read_timeout=60, retries=0)
+    )
+    stamps: list[float] = []
+    started = time.perf_counter()
+    client.stream(messages, lambda _t: stamps.append(time.perf_counter()))
+    done = time.perf_counter()
+    span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    return Timing(
+        first=stamps[0] - started,
+        rate=(len(stamps) - 1) / span if span else 0.0,
+        total=done - started,
+    )
+
+
+async def direct_level(concurrency: int, rounds: int) -> list[Timing]:
+    ask = [{"role": "user", "content": "stream please"}]
+    timings: list[Timing] = []
+    for _ in range(rounds):
+        timings += await asyncio.gather(
+            *[asyncio.to_thread(direct_stream, ask) for _ in range(concurrency)]
+        )
+    return timings
+
+
+async def direct_cell_model_time(concurrency: int) -> float:
+    """Model time of a one-cell turn: the code reply, then the answer."""
+
+    def both() -> float:
+        code = direct_stream([{"role": "user", "content": "[cell]"}])
+        answer = direct_stream([{"role": "user", "content": "Execution Output:\n1"}])
+        return code.total + answer.total
+
+    totals = await asyncio.gather(*[asyncio.to_thread(both) for _ in range(concurrency)])
+    return statistics.median(totals)
+
+
+# --- through the app --------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, web_port: int, cookie: str, conversation_id: str) -> None:
+        self.url = f"ws://127.0.0.1:{web_port}/ws/conversations/{conversation_id}/"
+        self.cookie = cookie
+        self.ws: Any = None
+
+    async def open(self) -> None:
+        self.ws = await connect(
+            self.url,
+            origin="http://127.0.0.1",  # type: ignore[arg-type]
+            additional_headers={"Cookie": self.cookie},
+            max_size=None,
+        )
+        await self.ws.recv()  # hello
+
+    async def turn(self, text: str) -> Timing:
+        stamps: list[float] = []
+        tokens: list[int] = []  # per frame: the app may put several tokens in one
+        cell = 0.0
+        started = time.perf_counter()
+        await self.ws.send(json.dumps({"type": "user_message", "text": text}))
+        while True:
+            event = json.loads(await asyncio.wait_for(self.ws.recv(), 120))
+            kind = event["type"]
+            if kind == "delta":
+                stamps.append(time.perf_counter())
+                tokens.append(event["text"].count(" tok"))
+            elif kind == "execution" and event["execution"]["status"] != "running":
+                cell = float(event["execution"]["duration"] or 0.0)
+            elif kind == "error":
+                raise RuntimeError(f"the app refused a turn: {event}")
+            elif kind == "turn" and event["turn"]["status"] not in ("queued", "running"):
+                if event["turn"]["status"] != "done":
+                    raise RuntimeError(f"turn ended {event['turn']}")
+                break
+        done = time.perf_counter()
+        span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+        return Timing(
+            first=stamps[0] - started if stamps else 0.0,
+            rate=(sum(tokens) - tokens[0]) / span if span else 0.0,
+            total=done - started,
+            cell=cell,
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def make_clients(count: int, web_port: int) -> list[Client]:
+    user_model = get_user_model()
+    clients = []
+    for n in range(count):
+        user = user_model.objects.create_user(f"{RUN}-{n}", password=None)
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.create()
+        conversation = Conversation.objects.create(owner=user, model="default")
+        clients.append(Client(web_port, f"sessionid={session.session_key}", str(conversation.id)))
+    return clients
+
+
+async def app_level(clients: list[Client], text: str, rounds: int) -> list[Timing]:
+    timings: list[Timing] = []
+    for _ in range(rounds):
+        timings += await asyncio.gather(*[c.turn(text) for c in clients])
+    return timings
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def row(name: str, samples: list[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    return (
+        f"{name:<48} {p(samples, 0.5) * scale:>9.1f} {p(samples, 0.95) * scale:>9.1f} "
+        f"{unit:>4} {len(samples):>4}"
+    )
+
+
+async def run(web_port: int) -> list[str]:
+    lines = []
+    verdicts = []
+    all_clients = await asyncio.to_thread(make_clients, max(LEVELS), web_port)
+    for client in all_clients:
+        await client.open()
+    for level in LEVELS:
+        rounds = max(1, ROUNDS * (30 // level)) if level < 50 else ROUNDS
+        clients = all_clients[:level]
+        await app_level(clients, "warm up", 1)
+        direct = await direct_level(level, rounds)
+        app = await app_level(clients, "stream please", rounds)
+        base_first = statistics.median(t.first for t in direct)
+        base_rate = statistics.median(t.rate for t in direct)
+        overhead = [t.first - base_first for t in app]
+        ratios = [t.rate / base_rate for t in app]
+        lines.append(row(f"first token, app - direct, {level} conv", overhead))
+        lines.append(row(f"  (direct first token, {level} conv)", [t.first for t in direct]))
+        lines.append(
+            f"{f'client tokens/s ratio to direct, {level} conv':<48} "
+            f"{p(ratios, 0.5):>9.3f} {p(ratios, 0.05):>9.3f} {'x':>4} {len(ratios):>4}"
+            "   (p50, p5)"
+        )
+        if level == 1:
+            verdicts.append(
+                ("first-token overhead p50, 1 conv <= 25 ms", p(overhead, 0.5) * 1000, 25)
+            )
+        if level == 20:
+            verdicts.append(
+                ("first-token overhead p95, 20 conv <= 120 ms", p(overhead, 0.95) * 1000, 120)
+            )
+        verdicts.append((f"client token rate p50, {level} conv >= 0.98x", p(ratios, 0.5), -0.98))
+    for level in CELL_LEVELS:
+        clients = all_clients[:level]
+        await app_level(clients, "[cell] warm up", 1)  # claims each conversation's sandbox
+        rounds = max(1, ROUNDS * (20 // level)) if level < 50 else ROUNDS
+        model_time = await direct_cell_model_time(level)
+        app = await app_level(clients, "[cell] compute", rounds)
+        overhead = [t.total - model_time - t.cell for t in app]
+        lines.append(row(f"one-cell turn overhead, {level} conv", overhead))
+        lines.append(
+            row(f"  (send to answer, {level} conv)", [t.total for t in app])
+            + f"   model {model_time * 1000:.0f} ms, cell p50 "
+            f"{statistics.median(t.cell for t in app) * 1000:.0f} ms"
+        )
+        if level == 1:
+            verdicts.append(
+                ("one-cell turn overhead p50, 1 conv <= 150 ms", p(overhead, 0.5) * 1000, 150)
+            )
+    for client in all_clients:
+        await client.close()
+    lines.append("")
+    for name, value, target in verdicts:
+        met = value >= -target if target < 0 else value <= target
+        shown = f"{value:.3f}x" if target < 0 else f"{value:.1f} ms"
+        lines.append(f"{name:<48} {shown:>12}  {'met' if met else 'MISSED'}")
+    return lines
+
+
+def cleanup() -> None:
+    for record in SandboxRecord.objects.filter(
+        state__in=SandboxRecord.LIVE, owner__username__startswith=RUN
+    ):
+        sandboxes.remove(record, "bench")
+    get_user_model().objects.filter(username__startswith=RUN).delete()
+
+
+def serve(port: int) -> None:
+    """The scripted model, in its own process so the clients do not slow it down."""
+    server = ScriptedModelServer()
+    server.port = port
+    server.record = False
+    server.route = route
+    server.start()
+    threading.Event().wait()
+
+
+def start_model_server() -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(MODEL_PORT)], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", MODEL_PORT)) == 0:
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the scripted model server did not start")
+
+
+def main() -> None:
+    server = start_model_server()
+    web_port = free_port()
+    worker = start_worker(name="bench-worker", concurrency=64)
+    web = start_web(web_port)
+    print(
+        f"scripted model: {TOKENS} tokens at {RATE:g} tokens/s per reply; "
+        f"levels {LEVELS} (one-cell turns at {CELL_LEVELS})\n",
+        flush=True,
+    )
+    try:
+        lines = asyncio.run(run(web_port))
+    finally:
+        web.stop()
+        worker.stop()
+        server.terminate()
+        cleanup()
+    print(f"{'row':<48} {'p50':>9} {'p95':>9} {'unit':>4} {'n':>4}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(int(sys.argv[2]))
+    else:
+        main()
