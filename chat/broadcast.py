@@ -39,6 +39,7 @@ class _Publisher:
         self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._pending = 0
         self._drained: asyncio.Event | None = None
+        self._failing = False
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -82,9 +83,15 @@ class _Publisher:
                 continue
             try:
                 await layer.group_send(group, message)
-            except Exception:
-                # At-most-once by design: clients resync from the database.
-                log.warning("could not publish to %s", group, exc_info=True)
+                self._failing = False
+            except Exception as exc:
+                # At-most-once by design: clients resync from the database. One
+                # warning per outage, not one per token.
+                if not self._failing:
+                    log.warning(
+                        "could not publish to %s: %r (muted until it works again)", group, exc
+                    )
+                self._failing = True
             finally:
                 self._pending -= 1
                 if self._pending == 0:

@@ -94,6 +94,7 @@ class TurnRunner:
         self.parts: list[str] = []
         self.unsent: list[str] = []  # deltas not yet published (coalesced under load)
         self.offset = 0
+        self.live_bytes = 0  # UTF-8 length of the live copy in Redis
         self.last_delta = 0.0
         self.last_flush = 0.0
         self.last_check = 0.0
@@ -110,6 +111,7 @@ class TurnRunner:
     def reply_started(self) -> None:
         self.message = actions.do_start_reply(self.turn)
         self.parts, self.unsent, self.offset, self.last_delta = [], [], 0, 0.0
+        self.live_bytes = 0
         self.last_flush = time.monotonic()
 
     def reply_text(self, delta: str) -> None:
@@ -132,13 +134,17 @@ class TurnRunner:
         if not self.unsent or self.message is None:
             return
         text, self.unsent = "".join(self.unsent), []
-        live.append(self.message.pk, text)
+        self.live_bytes += len(text.encode())
+        live.append(self.message.pk, text, self.live_bytes, self._text_so_far)
         broadcast.publish(
             self.turn.conversation_id,
             {"type": "delta", "message_id": self.message.pk, "offset": self.offset, "text": text},
         )
         self.offset += utf16_len(text)
         self.last_delta = time.monotonic()
+
+    def _text_so_far(self) -> str:
+        return "".join(self.parts)  # called from _send_deltas: nothing is unsent then
 
     def reply_finished(self, reply: Reply, content: str, final: bool) -> None:
         assert self.message is not None
