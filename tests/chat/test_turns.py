@@ -363,3 +363,53 @@ async def test_a_smoke_turn_against_the_bundled_model(worker, llama_server, owne
     replies = await db(list)(Message.objects.filter(conversation=conversation, role="assistant"))
     assert replies and all(r.status == "complete" for r in replies)
     assert replies[-1].content.strip()
+
+
+async def test_a_reaped_sandbox_comes_back_with_the_files_and_a_notice(
+    worker, model_server, owner, conversation
+):
+    model_server.push(
+        code("secret = 41\nopen('notes.txt', 'w').write('kept on disk')"), Script(text="Saved.")
+    )
+    async with open_socket(owner, conversation.id) as sock:
+        await ask(sock, "Remember 41 and write a note.")
+
+    def reap():
+        record = SandboxRecord.objects.get(conversation=conversation, state="claimed")
+        sandboxes.remove(record, "idle")  # what the reaper does after 15 idle minutes
+
+    await db(reap)()
+    model_server.push(code("print(open('notes.txt').read())\nprint(secret)"), Script(text="Hm."))
+    async with open_socket(owner, conversation.id) as sock:
+        await ask(sock, "Read the note and the number.")
+    *_, last = await db(executions_of)(conversation)
+    outputs = await db(outputs_of)(last)
+    assert outputs[0].text == "kept on disk\n"  # the file was restored
+    assert outputs[-1].data["ename"] == "NameError"  # the variable was not
+    assert last.observation.startswith("Execution Output:\n[Note: this is a new Python session.")
+    notice = await db(Message.objects.get)(conversation=conversation, role="notice")
+    assert notice.code == "state_lost" and "variables from earlier" in notice.content
+
+
+async def test_the_sandbox_cap_fails_the_turn_with_a_clear_reason(
+    worker, model_server, owner, conversation
+):
+    def fill_cap():
+        for n in range(3):  # CODEACT_SANDBOXES_PER_USER
+            SandboxRecord.objects.create(
+                container_id=f"gone-{n}",
+                state="claimed",
+                owner=owner,
+                conversation=ConversationFactory(owner=owner),
+                image="codeact-sandbox:test",
+            )
+
+    await db(fill_cap)()
+    model_server.push(code("print(1)"))
+    async with open_socket(owner, conversation.id) as sock:
+        finished = await ask(sock, "Run something")
+    assert finished["turn"]["status"] == "failed"
+    assert finished["turn"]["error_code"] == "sandbox_limit"
+    assert "already have 3 conversations with a running Python sandbox" in finished["turn"]["error"]
+    (execution,) = await db(executions_of)(conversation)
+    assert execution.status == "failed"
