@@ -230,6 +230,13 @@ CODEACT_DOCKER_URL = env_str("CODEACT_DOCKER_URL", "")  # empty: DOCKER_HOST or 
 # empty: the image built from sandbox/image (its tag is a hash of that folder)
 CODEACT_SANDBOX_IMAGE = env_str("CODEACT_SANDBOX_IMAGE", "")
 CODEACT_SANDBOX_RUNTIME = env_str("CODEACT_SANDBOX_RUNTIME", "")  # e.g. runsc for gVisor
+CODEACT_SANDBOX_PRELOAD = env_list("CODEACT_SANDBOX_PRELOAD", "numpy,pandas,matplotlib")
+_PRELOADABLE = {"numpy", "pandas", "matplotlib", "scipy", "seaborn", "sklearn", "sympy"}
+if _unknown := set(CODEACT_SANDBOX_PRELOAD) - _PRELOADABLE:
+    raise ImproperlyConfigured(
+        f"CODEACT_SANDBOX_PRELOAD: cannot preload {', '.join(sorted(_unknown))}; "
+        f"choose from {', '.join(sorted(_PRELOADABLE))}"
+    )
 CODEACT_SANDBOX_LIMITS = {
     "memory_bytes": env_int("CODEACT_SANDBOX_MEMORY_MB", 1024, minimum=64) * MiB,
     "cpus": env_float("CODEACT_SANDBOX_CPUS", 1.0, minimum=0.1),
@@ -238,6 +245,7 @@ CODEACT_SANDBOX_LIMITS = {
     "fsize_bytes": env_int("CODEACT_SANDBOX_FILE_SIZE_MB", 512, minimum=1) * MiB,
     "tmp_bytes": env_int("CODEACT_SANDBOX_TMP_MB", 256, minimum=16) * MiB,
     "workspace_bytes": env_int("CODEACT_SANDBOX_WORKSPACE_MB", 512, minimum=16) * MiB,
+    "inodes": env_int("CODEACT_SANDBOX_INODES", 50_000, minimum=1000),
     "cell_timeout": env_float("CODEACT_CELL_TIMEOUT", 120.0, minimum=1.0),
     "interrupt_grace": env_float("CODEACT_INTERRUPT_GRACE", 5.0, minimum=0.5),
     "stream_bytes": env_int("CODEACT_CELL_STREAM_BYTES", 1 * MiB, minimum=1024),
@@ -245,6 +253,7 @@ CODEACT_SANDBOX_LIMITS = {
     "image_bytes": env_int("CODEACT_CELL_IMAGE_BYTES", 5 * MiB, minimum=1024),
     "file_bytes": env_int("CODEACT_SANDBOX_MAX_FILE_MB", 100, minimum=1) * MiB,
     "start_timeout": env_float("CODEACT_SANDBOX_START_TIMEOUT", 60.0, minimum=5.0),
+    "preload": tuple(CODEACT_SANDBOX_PRELOAD),
 }
 CODEACT_POOL_SIZE = env_int("CODEACT_POOL_SIZE", 2, minimum=0)
 CODEACT_SANDBOX_IDLE_SECONDS = env_int("CODEACT_SANDBOX_IDLE_SECONDS", 15 * 60, minimum=10)

@@ -42,6 +42,9 @@ class Limits:
     fsize_bytes: int = 512 * MiB
     tmp_bytes: int = 256 * MiB
     workspace_bytes: int = 512 * MiB
+    # Files per tmpfs (/tmp, /workspace): inodes live in the sandbox's memory, so
+    # a loop creating empty files would otherwise exhaust it without filling `size`.
+    inodes: int = 50_000
     cell_timeout: float = 120.0
     interrupt_grace: float = 5.0
     stream_bytes: int = 1 * MiB
@@ -49,6 +52,9 @@ class Limits:
     image_bytes: int = 5 * MiB
     file_bytes: int = 100 * MiB
     start_timeout: float = 60.0
+    # Imported in every new kernel before it is used (see PRELOADS in the bridge);
+    # each costs memory in every idle sandbox and saves its import in the first cell.
+    preload: tuple[str, ...] = ("numpy", "pandas", "matplotlib")
 
     def cell_limits(self) -> dict[str, int]:
         return {

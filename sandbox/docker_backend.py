@@ -148,7 +148,7 @@ class DockerSandbox:
 
     def _host_config(self) -> Any:
         limits = self.limits
-        tmpfs_opts = "rw,nosuid,nodev"
+        tmpfs_opts = f"rw,nosuid,nodev,nr_inodes={limits.inodes}"
         return self.client.api.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
@@ -182,6 +182,7 @@ class DockerSandbox:
         try:
             created = api.create_container(
                 self.image,
+                command=["--preload", ",".join(self.limits.preload)],
                 stdin_open=True,
                 # detach: without it docker-py sets StdinOnce, and the first
                 # attach to close would close the bridge's stdin for good.

@@ -37,7 +37,29 @@ from jupyter_client import KernelManager
 
 WORKSPACE = "/workspace"
 RUNTIME = "/tmp/jupyter"
-WARMUP = "/opt/bridge/warmup.py"
+# What a new kernel imports before it is offered (the host chooses, with
+# --preload): the first real cell then finds the libraries loaded and inline
+# plotting on. The names are the ones models expect.
+PRELOADS = {
+    "numpy": "import numpy as np",
+    "pandas": "import pandas as pd",
+    "matplotlib": "import matplotlib\nimport matplotlib.pyplot as plt\n"
+    "get_ipython().run_line_magic('matplotlib', 'inline')",
+    "scipy": "import scipy",
+    "seaborn": "import seaborn as sns",
+    "sklearn": "import sklearn",
+    "sympy": "import sympy",
+}
+
+
+def preload_from(argv: list[str]) -> list[str]:
+    names: list[str] = []
+    if "--preload" in argv[:-1]:
+        raw = argv[argv.index("--preload") + 1]
+        names = [n for n in raw.split(",") if n in PRELOADS]
+    return names
+
+
 CHUNK = 1 << 20
 MAX_LISTED = 2000
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -74,7 +96,8 @@ class CellLimits:
 
 
 class Kernel:
-    def __init__(self) -> None:
+    def __init__(self, preload: list[str]) -> None:
+        self.preload = preload
         self.km: KernelManager | None = None
         self.kc: Any = None
         self.lock = threading.RLock()
@@ -89,6 +112,8 @@ class Kernel:
             km.start_kernel(
                 env=kernel_env(), cwd=WORKSPACE, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                # no input history database: nothing to keep, less to start
+                extra_arguments=["--HistoryManager.enabled=False"],
             )  # fmt: skip
             kc = km.blocking_client()
             kc.start_channels()
@@ -122,8 +147,9 @@ class Kernel:
         raise RuntimeError("the kernel did not start in time")
 
     def warm_up(self) -> None:
-        with open(WARMUP) as handle:
-            code = handle.read()
+        code = "\n".join(PRELOADS[name] for name in self.preload)
+        if not code:
+            return
         msg_id = self.kc.execute(code, silent=True, store_history=False)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -252,8 +278,8 @@ class Cell:
 
 
 class Bridge:
-    def __init__(self) -> None:
-        self.kernel = Kernel()
+    def __init__(self, preload: list[str]) -> None:
+        self.kernel = Kernel(preload)
         self.jobs: queue.Queue[dict[str, Any]] = queue.Queue()
         self.files: queue.Queue[dict[str, Any]] = queue.Queue()
         self.restarting = threading.Event()
@@ -561,4 +587,4 @@ def make_dirs(path: str) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel
-    Bridge().serve()
+    Bridge(preload_from(sys.argv)).serve()
