@@ -51,7 +51,8 @@ class OutputData(TypedDict):
     output_type: str
     name: str
     text: str
-    data: dict[str, Any]
+    data: dict[str, Any]  # the mime bundle without text/html (see html) and images
+    html: str  # text/html output reduced to a table allowlist, safe to insert
     image_url: str | None
     image_mime: str
 

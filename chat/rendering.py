@@ -72,3 +72,21 @@ def render_markdown(text: str) -> str:
 def highlight_code(code: str, lang: str = "python") -> str:
     """Code as highlighted HTML (Pygments escapes it), for a code cell."""
     return highlight(code, get_lexer_by_name(lang), _FORMATTER)
+
+
+_TABLE_TAGS = {
+    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col",
+    "div", "span", "p", "br", "b", "i", "strong", "em", "code", "pre", "small", "sub", "sup",
+}  # fmt: skip
+_TABLE_ATTRIBUTES = {
+    "th": {"colspan", "rowspan"},
+    "td": {"colspan", "rowspan"},
+    "col": {"span"},
+    "colgroup": {"span"},
+}
+
+
+def sanitize_table_html(html: str) -> str:
+    """HTML output of code (a DataFrame's table) reduced to a table allowlist:
+    no scripts, styles, links, images, forms or attributes that could act."""
+    return nh3.clean(html, tags=_TABLE_TAGS, attributes=_TABLE_ATTRIBUTES, url_schemes=set())

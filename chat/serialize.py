@@ -22,7 +22,7 @@ from chat.events import (
     TurnEvent,
 )
 from chat.models import Conversation, Execution, Message, Output, Turn, WorkspaceFile
-from chat.rendering import highlight_code, render_markdown
+from chat.rendering import highlight_code, render_markdown, sanitize_table_html
 
 
 def _shown(message: Message) -> str:
@@ -96,7 +96,8 @@ def output_data(output: Output) -> OutputData:
         "output_type": output.output_type,
         "name": output.name,
         "text": output.text,
-        "data": output.data,
+        "data": {k: v for k, v in output.data.items() if k != "text/html"},
+        "html": sanitize_table_html(output.data["text/html"]) if "text/html" in output.data else "",
         "image_url": image_url,
         "image_mime": output.image_mime,
     }

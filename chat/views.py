@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import actions, files
+from chat import actions, exports, files
 from chat.models import Conversation, Output, WorkspaceFile
 from chat.serialize import conversation_data, events_after, file_data
 
@@ -62,6 +62,8 @@ def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpRespon
         "conversation": conversation_data(conversation),
         "last_seq": conversation.last_seq,
         "events": events_after(conversation, 0),
+        "upload_max_bytes": settings.CODEACT_UPLOAD_MAX_MB * files.MiB,
+        "uploads_per_request": settings.CODEACT_UPLOADS_PER_REQUEST,
     }
     context = _sidebar(request, conversation) | {"conversation": conversation, "initial": initial}
     return render(request, "chat/conversation.html", context)
@@ -159,3 +161,34 @@ def output_image(request: HttpRequest, conversation_id: UUID, output_id: int) ->
     conversation = actions.access_conversation(request.user, conversation_id)
     output = get_object_or_404(Output, pk=output_id, conversation=conversation, image__isnull=False)
     return _no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
+
+
+def _export_name(conversation: Conversation, suffix: str) -> str:
+    stem = files.safe_name(conversation.title)[:60] or "conversation"
+    return f"{stem}.{suffix}"
+
+
+@login_required
+@require_GET
+def export_notebook(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+    conversation = actions.access_conversation(request.user, conversation_id)
+    response = HttpResponse(
+        exports.notebook_json(conversation), content_type="application/x-ipynb+json"
+    )
+    response["Content-Disposition"] = (
+        content_disposition_header(True, _export_name(conversation, "ipynb")) or "attachment"
+    )
+    return _no_sniff(response)
+
+
+@login_required
+@require_GET
+def export_markdown(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+    conversation = actions.access_conversation(request.user, conversation_id)
+    response = HttpResponse(
+        exports.markdown(conversation), content_type="text/markdown; charset=utf-8"
+    )
+    response["Content-Disposition"] = (
+        content_disposition_header(True, _export_name(conversation, "md")) or "attachment"
+    )
+    return _no_sniff(response)

@@ -116,6 +116,28 @@ const CELL_STATUS = {
 };
 const ANSI = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
 
+function formatDuration(seconds) {
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+function copyButton(getText) {
+  const button = el("button", "btn btn-small btn-copy", "Copy");
+  button.type = "button";
+  button.setAttribute("aria-label", "Copy code");
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(getText());
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    setTimeout(() => (button.textContent = "Copy"), 1500);
+  });
+  return button;
+}
+
 function renderExecution(data) {
   let entry = executions.get(data.id);
   if (!entry) {
@@ -133,11 +155,51 @@ function renderExecution(data) {
   entry.el.dataset.status = data.status;
   const head = entry.el.querySelector(".cell-head");
   const count = data.execution_count ? `In [${data.execution_count}]` : `Cell ${data.number}`;
-  const took = data.duration != null ? ` · ${data.duration < 1 ? `${Math.round(data.duration * 1000)} ms` : `${data.duration.toFixed(1)} s`}` : "";
-  head.replaceChildren(el("span", "cell-label", count), el("span", `cell-status status-${data.status}`, CELL_STATUS[data.status] || data.status));
-  if (took) head.appendChild(el("span", "muted", took));
+  const status = el("span", `cell-status status-${data.status}`, CELL_STATUS[data.status] || data.status);
+  const timer = el("span", "muted cell-time");
+  if (data.status === "running") {
+    timer.dataset.since = String(Date.parse(data.started_at));
+    tickTimer(timer);
+  } else if (data.duration != null) {
+    timer.textContent = formatDuration(data.duration);
+  }
+  const copy = copyButton(() => entry.data.code);
+  head.replaceChildren(el("span", "cell-label", count), status, timer, copy);
   if (data.detail && data.status !== "ok" && data.status !== "error") head.appendChild(el("span", "cell-detail", data.detail));
   entry.el.querySelector(".cell-code code").innerHTML = data.code_html; // Pygments-escaped on the server
+}
+
+function tickTimer(node) {
+  // Server and browser clocks differ a little; never show a negative time.
+  const seconds = Math.max(0, (Date.now() - Number(node.dataset.since)) / 1000);
+  node.textContent = formatDuration(Math.floor(seconds * 10) / 10);
+}
+
+setInterval(() => {
+  for (const node of document.querySelectorAll(".cell[data-status=running] .cell-time")) tickTimer(node);
+}, 200);
+
+const COLLAPSE_LINES = 40;
+
+function setCollapsible(node, text) {
+  // Long text output starts collapsed, with a button to show all of it.
+  const lines = text.split("\n").length;
+  const long = lines > COLLAPSE_LINES;
+  node.classList.toggle("collapsed", long && node.dataset.expanded !== "1");
+  let more = node.nextElementSibling?.classList.contains("show-all") ? node.nextElementSibling : null;
+  if (long && node.dataset.expanded !== "1") {
+    if (!more) {
+      more = el("button", "btn btn-small show-all");
+      more.type = "button";
+      more.addEventListener("click", () => {
+        node.dataset.expanded = "1";
+        node.classList.remove("collapsed");
+        more.remove();
+      });
+      node.after(more);
+    }
+    more.textContent = `Show all ${lines} lines`;
+  } else if (more) more.remove();
 }
 
 function renderOutput(data) {
@@ -158,8 +220,11 @@ function renderOutput(data) {
     entry.text = data.text;
     node.className = `output output-stream stream-${data.name}`;
     node.textContent = data.text;
+    setCollapsible(node, data.text);
   } else if (data.output_type === "error") {
-    node.textContent = (data.data.traceback || []).join("\n").replace(ANSI, "") || `${data.data.ename}: ${data.data.evalue}`;
+    const text = (data.data.traceback || []).join("\n").replace(ANSI, "") || `${data.data.ename}: ${data.data.evalue}`;
+    node.textContent = text;
+    setCollapsible(node, text);
   } else if (data.image_url) {
     const img = el("img", "output-image");
     img.src = data.image_url;
@@ -168,10 +233,15 @@ function renderOutput(data) {
     link.href = data.image_url;
     link.target = "_blank";
     link.rel = "noopener";
+    link.title = "Open full size";
     link.appendChild(img);
     node.replaceChildren(link);
+  } else if (data.html) {
+    node.className = `output output-${data.output_type} output-html`;
+    node.innerHTML = data.html; // reduced to a table allowlist on the server
   } else {
     node.textContent = data.data["text/plain"] || "";
+    setCollapsible(node, node.textContent);
   }
 }
 
@@ -185,6 +255,7 @@ function applyOutputDelta(event) {
   if (end <= have) return;
   entry.text += event.text.slice(have - event.offset);
   entry.el.textContent = entry.text;
+  setCollapsible(entry.el, entry.text);
 }
 
 // ---- files -----------------------------------------------------------------
@@ -211,21 +282,48 @@ function humanSize(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-async function uploadFiles(list) {
+const uploadBox = document.getElementById("upload-progress");
+const uploadBar = document.getElementById("upload-bar");
+const uploadLabel = document.getElementById("upload-label");
+
+function uploadFiles(list) {
+  const tooBig = list.filter((f) => f.size > initial.upload_max_bytes);
+  if (tooBig.length) {
+    const limit = humanSize(initial.upload_max_bytes);
+    showError({ message: `${tooBig.map((f) => f.name).join(", ")} ${tooBig.length === 1 ? "is" : "are"} larger than the ${limit} limit; nothing was uploaded.` });
+    return;
+  }
+  if (list.length > initial.uploads_per_request) {
+    showError({ message: `Upload at most ${initial.uploads_per_request} files at a time.` });
+    return;
+  }
   const body = new FormData();
   for (const file of list) body.append("file", file);
-  hint.textContent = `Uploading ${list.length === 1 ? list[0].name : `${list.length} files`}…`;
-  try {
-    const response = await fetch(`/c/${conversationId}/files/`, {
-      method: "POST", body, headers: { "X-CSRFToken": csrfToken }, credentials: "same-origin",
-    });
-    const result = await response.json().catch(() => ({}));
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", `/c/${conversationId}/files/`);
+  xhr.setRequestHeader("X-CSRFToken", csrfToken);
+  const name = list.length === 1 ? list[0].name : `${list.length} files`;
+  uploadBox.hidden = false;
+  uploadBar.value = 0;
+  uploadLabel.textContent = `Uploading ${name}…`;
+  xhr.upload.addEventListener("progress", (ev) => {
+    if (ev.lengthComputable) uploadBar.value = Math.round((ev.loaded / ev.total) * 100);
+  });
+  xhr.addEventListener("load", () => {
+    uploadBox.hidden = true;
+    let result = {};
+    try {
+      result = JSON.parse(xhr.responseText);
+    } catch {}
     for (const f of result.files || []) renderFile(f);
-    if (!response.ok) showError({ message: result.error?.message || `Upload failed (HTTP ${response.status}).` });
-    else hint.textContent = "Uploaded. The assistant can read the file from its working folder.";
-  } catch (err) {
+    if (xhr.status >= 400) showError({ message: result.error?.message || `The upload failed (HTTP ${xhr.status}).` });
+    else hint.textContent = `Uploaded ${name}. The assistant finds ${list.length === 1 ? "it" : "them"} in its working folder.`;
+  });
+  xhr.addEventListener("error", () => {
+    uploadBox.hidden = true;
     showError({ message: "The upload did not reach the server. Check the connection and try again." });
-  }
+  });
+  xhr.send(body);
 }
 
 function turnKey(data) {
@@ -296,6 +394,7 @@ function applyPersisted(event) {
   } else if (event.type === "file") {
     renderFile(event.file);
   } else if (event.type === "conversation") {
+    if (modelPicker) modelPicker.value = event.conversation.model;
     titleEl.textContent = event.conversation.title;
     document.title = `${event.conversation.title} · CodeAct Web`;
     const link = document.querySelector(`.conv-link[data-conversation-id="${conversationId}"]`);
@@ -461,6 +560,57 @@ input.addEventListener("input", () => {
   updateComposer();
 });
 stopButton.addEventListener("click", () => send({ type: "stop" }));
+// Drag and drop anywhere on the conversation.
+const dropZone = document.getElementById("drop-zone");
+let dragDepth = 0;
+root.addEventListener("dragenter", (ev) => {
+  if (![...(ev.dataTransfer?.types || [])].includes("Files")) return;
+  dragDepth += 1;
+  dropZone.hidden = false;
+});
+root.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) dropZone.hidden = true;
+});
+root.addEventListener("dragover", (ev) => ev.preventDefault());
+root.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  dragDepth = 0;
+  dropZone.hidden = true;
+  const dropped = [...(ev.dataTransfer?.files || [])];
+  if (dropped.length) uploadFiles(dropped);
+});
+
+const modelPicker = document.getElementById("model-picker");
+if (modelPicker) {
+  modelPicker.addEventListener("change", () => {
+    if (!send({ type: "set_model", model: modelPicker.value })) showError({ message: "Not connected: the model was not changed." });
+  });
+}
+
+for (const example of document.querySelectorAll(".example")) {
+  example.addEventListener("click", () => {
+    input.value = example.dataset.prompt;
+    autosize();
+    updateComposer();
+    input.focus();
+  });
+}
+
+const filterInput = document.getElementById("conversation-filter");
+if (filterInput) {
+  filterInput.addEventListener("input", () => {
+    const needle = filterInput.value.trim().toLowerCase();
+    let shown = 0;
+    for (const link of document.querySelectorAll(".conv-link")) {
+      const match = !needle || link.textContent.toLowerCase().includes(needle);
+      link.hidden = !match;
+      shown += match ? 1 : 0;
+    }
+    document.getElementById("filter-empty").hidden = shown > 0;
+  });
+}
+
 uploadInput.addEventListener("change", () => {
   if (uploadInput.files.length) uploadFiles([...uploadInput.files]);
   uploadInput.value = "";

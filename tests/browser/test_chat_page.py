@@ -124,7 +124,7 @@ def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(page, web, mode
     expect(page.locator("#files-count")).to_have_text("2")
     screenshot(page, "06-analysis-with-plot")
 
-    page.locator(".files-menu summary").click()
+    page.locator("#files-menu summary").click()
     with page.expect_download() as download:
         page.get_by_role("link", name="trend.png").click()
     assert download.value.suggested_filename == "trend.png"

@@ -2,7 +2,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat.rendering import render_markdown
+from chat.rendering import render_markdown, sanitize_table_html
 
 
 class _Elements(HTMLParser):
@@ -57,3 +57,20 @@ def test_it_turns_images_into_links_that_are_not_loaded():
 def test_it_keeps_tables():
     html = render_markdown("|a|b|\n|-|-|\n|1|2|")
     assert "<table>" in html and "<td>2</td>" in html
+
+
+def test_dataframe_html_keeps_only_the_table():
+    # The shape pandas emits, with payloads added.
+    html = (
+        "<div><style scoped>.dataframe tbody tr th {vertical-align: top;}</style>"
+        '<table border="1" class="dataframe" onclick="alert(1)">'
+        '<thead><tr style="text-align: right;"><th></th><th colspan="2">a</th></tr></thead>'
+        '<tbody><tr><th>0</th><td><a href="javascript:alert(1)">x</a></td>'
+        '<td><img src="https://evil.example/p.png" onerror="alert(1)">y</td></tr></tbody>'
+        "</table><script>alert(1)</script></div>"
+    )
+    clean = sanitize_table_html(html)
+    assert "<table>" in clean and '<th colspan="2">a</th>' in clean
+    for bad in ("script", "style", "onclick", "onerror", "javascript", "<img", "<a ", "evil"):
+        assert bad not in clean, bad
+    assert "<td>x</td>" in clean and "<td>y</td>" in clean
