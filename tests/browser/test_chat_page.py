@@ -63,7 +63,7 @@ def test_a_failed_reply_shows_the_reason_and_retry_works(page, web, model_server
     page.get_by_role("button", name="Send").click()
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("HTTP 500")
-    screenshot(page, "05-model-error")
+    screenshot(page, "08-model-error")
     alert.get_by_role("button", name="Retry").click()
     expect(page.get_by_role("log", name="Conversation")).to_contain_text("Recovered.")
     expect(page.get_by_role("alert")).to_have_count(0)
@@ -85,7 +85,9 @@ def test_another_user_cannot_open_the_conversation(page, web, browser, model_ser
     other.close()
 
 
-def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(page, web, model_server, tmp_path):
+def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(
+    page, web, browser, model_server, tmp_path
+):
     from chat.models import SandboxRecord
 
     csv = tmp_path / "sales.csv"
@@ -129,7 +131,128 @@ def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(page, web, mode
         page.get_by_role("link", name="trend.png").click()
     assert download.value.suggested_filename == "trend.png"
     screenshot(page, "07-files")
+
+    # Another user gets nothing: not the page, not the plot, not the file.
+    urls = [
+        page.url,
+        image.get_attribute("src"),
+        page.get_by_role("link", name="trend.png").get_attribute("href"),
+        page.url + "export.ipynb",
+    ]
+    other = browser.new_context()
+    intruder = other.new_page()
+    sign_up(intruder, web, "mallory")
+    for url in urls:
+        assert intruder.request.get(web + url if url.startswith("/") else url).status == 404
+    other.close()
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
         from chat import sandboxes
 
         sandboxes.remove(record, "test")
+
+
+def remove_sandboxes():
+    from chat import sandboxes
+    from chat.models import SandboxRecord
+
+    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
+        sandboxes.remove(record, "test")
+
+
+def start_conversation(page, web, username):
+    sign_up(page, web, username)
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#connection")).to_have_text("Connected")
+
+
+def ask(page, text):
+    page.get_by_label("Message").fill(text)
+    page.get_by_label("Message").press("Enter")
+
+
+def test_stop_during_a_long_cell(page, web, model_server):
+    code = (
+        "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+    )
+    model_server.push(Script(chunks=["Counting.\n<execute>\n", code, "\n</execute>"]))
+    start_conversation(page, web, "stopper")
+    ask(page, "Count for a minute")
+    cell = page.get_by_role("region", name="Code cell 1")
+    expect(cell.locator(".output-stream")).to_contain_text("tick 3", timeout=20_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(cell.locator(".cell-status")).to_have_text("Stopped", timeout=10_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
+    screenshot(page, "09-stopped-cell")
+    remove_sandboxes()
+
+
+def test_a_reload_mid_turn_shows_the_text_so_far_and_continues(page, web, model_server):
+    words = [f"word{i} " for i in range(50)]
+    model_server.push(Script(chunks=words, delay=0.08))
+    start_conversation(page, web, "reloader")
+    ask(page, "Say fifty words")
+    streaming = page.locator(".msg-assistant .msg-body.streaming")
+    expect(streaming).to_contain_text("word8")
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    answer = page.locator(".msg-assistant .msg-body")
+    expect(answer).to_contain_text("word8")  # what was written before the reload
+    expect(answer).to_have_text("".join(words).strip(), timeout=15_000)
+    assert page.locator(".msg-assistant").count() == 1
+
+
+def test_a_dropped_socket_resyncs_without_gaps_or_duplicates(page, web, model_server):
+    words = [f"w{i} " for i in range(60)]
+    model_server.push(Script(chunks=words, delay=0.05))
+    routes = []
+
+    def through(route):
+        route.connect_to_server()
+        routes.append(route)
+
+    page.route_web_socket(re.compile(r"/ws/conversations/"), through)
+    start_conversation(page, web, "dropper")
+    ask(page, "Say sixty words")
+    expect(page.locator(".msg-assistant .msg-body.streaming")).to_contain_text("w5 ")
+    routes[-1].close()  # the connection drops mid-stream
+    expect(page.locator(".msg-assistant .msg-body")).to_have_text(
+        "".join(words).strip(), timeout=20_000
+    )
+    assert len(routes) >= 2, "the page reconnected"
+    assert page.locator(".msg-assistant").count() == 1
+    assert page.locator(".msg-user").count() == 1
+
+
+def test_hostile_model_output_and_tables_stay_inert(page, web, model_server):
+    reply = (
+        'Look: <script>alert("a")</script> <img src="http://evil.example/a.png" onerror="alert(2)">'
+        " [click](javascript:alert(3)) ![pic](http://evil.example/b.png)\n<execute>\n"
+        "from IPython.display import HTML, display\n"
+        'display(HTML(\'<table><tr><td onclick="alert(4)">cell</td></tr></table>'
+        '<script>alert(5)</script><img src="http://evil.example/c.png" onerror="alert(6)">\'))\n'
+        "print('<script>alert(7)</script>')\n</execute>"
+    )
+    model_server.push(Script(text=reply), Script(text='Done <b onmouseover="alert(8)">bold</b>'))
+    dialogs, outside = [], []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda r: outside.append(r.url) if "127.0.0.1" not in r.url else None)
+    start_conversation(page, web, "eve")
+    ask(page, "Show me something")
+    cell = page.get_by_role("region", name="Code cell 1")
+    expect(cell.locator(".output-html td")).to_have_text("cell", timeout=20_000)
+    expect(cell.locator(".output-stream")).to_have_text("<script>alert(7)</script>\n")
+    # raw HTML from the model is shown as text, never parsed
+    expect(page.locator(".msg-final")).to_contain_text('Done <b onmouseover="alert(8)">bold</b>')
+    cell.locator(".output-html td").click()
+    page.locator(".msg-final").hover()
+    for link in page.locator(".transcript a").all():
+        assert not (link.get_attribute("href") or "").startswith("javascript:")
+    assert (
+        page.locator(".transcript script, .transcript img[onerror], .transcript [onclick]").count()
+        == 0
+    )
+    page.wait_for_timeout(300)
+    assert dialogs == [] and outside == []
+    screenshot(page, "10-hostile-output")
+    remove_sandboxes()
