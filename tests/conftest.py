@@ -165,6 +165,23 @@ async def open_socket(
         await communicator.disconnect()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _remove_this_runs_containers() -> Iterator[None]:
+    """Sandboxes a test left behind (a failure, a browser test) go with the run."""
+    yield
+    import docker
+
+    from sandbox.docker_backend import docker_client, managed_containers
+
+    try:
+        for container in managed_containers(
+            docker_client(), **{"codeact.deployment": envplugin.RUN_ID}
+        ):
+            container.remove(force=True)
+    except docker.errors.DockerException:  # no Docker engine in a unit-only run
+        pass
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
