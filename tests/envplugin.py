@@ -51,6 +51,7 @@ os.environ["CODEACT_TURN_LEASE_SECONDS"] = "3"
 os.environ["CODEACT_CELL_TIMEOUT"] = "20"
 os.environ["CODEACT_INTERRUPT_GRACE"] = "2"
 os.environ["CODEACT_POOL_SIZE"] = "0"
+os.environ["CODEACT_UPLOAD_MAX_MB"] = "2"  # small enough for a browser test to exceed
 # Connections opened by database_sync_to_async threads must not outlive a test:
 # a lingering one stops the test database from being dropped.
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"

@@ -274,3 +274,17 @@ def test_the_page_fits_a_phone(browser, web, model_server):
         expect(page.get_by_role("button", name=name)).to_be_visible()
     screenshot(page, "11-phone")
     context.close()
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, web, model_server, tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"x" * (3 << 20))  # the suite's limit is 2 MB
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if "/files/" in r.url else None)
+    start_conversation(page, web, "uploader")
+    page.get_by_label("Upload files").set_input_files(str(big))
+    expect(page.locator("#composer-hint")).to_contain_text(
+        "big.csv is larger than the 2.0 MB limit; nothing was uploaded."
+    )
+    expect(page.locator("#files-count")).to_have_text("0")
+    assert sent == []
