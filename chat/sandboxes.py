@@ -9,9 +9,9 @@ an orphan and is removed.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -26,9 +26,17 @@ from sandbox.image_tag import image_tag
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _client() -> Any:
-    return docker_client(settings.CODEACT_DOCKER_URL or None)
+    """A Docker client per thread: docker-py keeps one connection pool per URL
+    and drops the oldest of 25 while another thread may still be using it,
+    which breaks concurrent claims (seen with 50 conversations starting)."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = docker_client(settings.CODEACT_DOCKER_URL or None)
+    return client
 
 
 def image() -> str:

@@ -6,12 +6,20 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import task_prerun, worker_ready
+from django.db import close_old_connections
 
 from chat import actions
 from chat.runner import TurnRunner
 
 log = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+def _check_connections(**_: Any) -> None:
+    """Connections outlive tasks (CELERY_DB_REUSE_MAX): drop any that are too old
+    and have the next query check that the database is still there."""
+    close_old_connections()
 
 
 @shared_task(ignore_result=True, acks_late=True)

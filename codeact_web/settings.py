@@ -103,6 +103,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "codeact")
+# Celery's Django fixup closes every database connection before and after each
+# task unless this is set; a new PostgreSQL connection then costs every turn
+# 10-25 ms before its first token. Connections are kept (DATABASE_CONN_MAX_AGE)
+# and health-checked at each task start instead (chat.tasks).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{CHANNEL_PREFIX}:"}
 CELERY_BEAT_SCHEDULE = {
