@@ -92,10 +92,15 @@ def do_rename_conversation(conversation: Conversation, title: str) -> Conversati
     title = " ".join(title.split())[:200]
     if not title:
         raise ActionError("invalid_title", "A title cannot be empty.")
+    return _update_conversation(conversation, title=title)
+
+
+def _update_conversation(conversation: Conversation, **fields: str) -> Conversation:
     with transaction.atomic():
         conversation.seq = conversation.next_seq()
-        conversation.title = title
-        conversation.save(update_fields=["title", "seq", "updated_at"])
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=[*fields, "seq", "updated_at"])
         _notify(conversation.id, conversation_event(conversation))
     return conversation
 
@@ -104,12 +109,7 @@ def do_set_model(conversation: Conversation, key: str) -> Conversation:
     """Choose the model that answers this conversation's next messages."""
     if key not in {str(m["key"]) for m in settings.CODEACT_MODELS}:
         raise ActionError("unknown_model", f"There is no model called '{key[:100]}'.")
-    with transaction.atomic():
-        conversation.seq = conversation.next_seq()
-        conversation.model = key
-        conversation.save(update_fields=["model", "seq", "updated_at"])
-        _notify(conversation.id, conversation_event(conversation))
-    return conversation
+    return _update_conversation(conversation, model=key)
 
 
 def do_delete_conversation(conversation: Conversation) -> None:

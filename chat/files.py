@@ -20,8 +20,8 @@ from django.db.models import Sum
 from chat.actions import ActionError, _notify
 from chat.models import Conversation, Execution, WorkspaceFile
 from chat.serialize import file_event
+from sandbox.api import MiB
 
-MiB = 1 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

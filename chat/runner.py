@@ -219,7 +219,7 @@ class TurnRunner:
                 self.workspace,
                 system_prompt=prompt_for(self.turn),
                 should_stop=self.should_stop,
-                max_executions=int(self.config.get("max_executions") or 5),
+                max_executions=int(self.config["max_executions"]),
             )
         except ModelError as exc:
             self._fail(exc.code, exc.message)

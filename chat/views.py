@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import actions, exports, files
 from chat.models import Conversation, Output, WorkspaceFile
 from chat.serialize import conversation_data, events_after, file_data
+from sandbox.api import MiB
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -62,7 +63,7 @@ def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpRespon
         "conversation": conversation_data(conversation),
         "last_seq": conversation.last_seq,
         "events": events_after(conversation, 0),
-        "upload_max_bytes": settings.CODEACT_UPLOAD_MAX_MB * files.MiB,
+        "upload_max_bytes": settings.CODEACT_UPLOAD_MAX_MB * MiB,
         "uploads_per_request": settings.CODEACT_UPLOADS_PER_REQUEST,
     }
     context = _sidebar(request, conversation) | {"conversation": conversation, "initial": initial}
@@ -102,9 +103,9 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     per file. Answers JSON: the stored files, or an error with a code.
     """
     conversation = actions.access_conversation(request.user, conversation_id)
-    limit = settings.CODEACT_UPLOAD_MAX_MB * files.MiB
+    limit = settings.CODEACT_UPLOAD_MAX_MB * MiB
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared > limit * settings.CODEACT_UPLOADS_PER_REQUEST + files.MiB:
+    if declared > limit * settings.CODEACT_UPLOADS_PER_REQUEST + MiB:
         return _error(
             413,
             "file_too_large",
@@ -135,6 +136,12 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     return JsonResponse({"files": [file_data(f) for f in stored]}, status=201)
 
 
+def _attachment(content: bytes | str, content_type: str, name: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
+    return _no_sniff(response)
+
+
 def _no_sniff(response: HttpResponse) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     # If opened directly, an SVG (or anything) must not run script or load anything.
@@ -148,11 +155,9 @@ def _no_sniff(response: HttpResponse) -> HttpResponse:
 def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
     file = get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
-    response = HttpResponse(bytes(file.content), content_type="application/octet-stream")
-    name = file.path.rsplit("/", 1)[-1]
-    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
-    response["Content-Length"] = str(file.size)
-    return _no_sniff(response)
+    return _attachment(
+        bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1]
+    )
 
 
 @login_required
@@ -172,23 +177,19 @@ def _export_name(conversation: Conversation, suffix: str) -> str:
 @require_GET
 def export_notebook(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
-    response = HttpResponse(
-        exports.notebook_json(conversation), content_type="application/x-ipynb+json"
+    return _attachment(
+        exports.notebook_json(conversation),
+        "application/x-ipynb+json",
+        _export_name(conversation, "ipynb"),
     )
-    response["Content-Disposition"] = (
-        content_disposition_header(True, _export_name(conversation, "ipynb")) or "attachment"
-    )
-    return _no_sniff(response)
 
 
 @login_required
 @require_GET
 def export_markdown(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
-    response = HttpResponse(
-        exports.markdown(conversation), content_type="text/markdown; charset=utf-8"
+    return _attachment(
+        exports.markdown(conversation),
+        "text/markdown; charset=utf-8",
+        _export_name(conversation, "md"),
     )
-    response["Content-Disposition"] = (
-        content_disposition_header(True, _export_name(conversation, "md")) or "attachment"
-    )
-    return _no_sniff(response)

@@ -18,11 +18,10 @@ from django.conf import settings
 from chat import actions, files, sandboxes
 from chat.agent.loop import Executed
 from chat.models import Execution, SandboxRecord, Turn, WorkspaceFile
-from sandbox.api import OnOutput, SandboxError
+from sandbox.api import MiB, OnOutput, SandboxError
 from sandbox.docker_backend import DockerSandbox
 
 log = logging.getLogger(__name__)
-MiB = 1 << 20
 CAPTURE_PER_EXECUTION = 20  # more new files than this in one cell are not all kept
 
 STATE_LOST = (
@@ -83,8 +82,8 @@ class ConversationSandbox:
         if claim.fresh and earlier.exists():
             notes.append(STATE_LOST)
             self.on_notice("state_lost", STATE_LOST_NOTICE)
-        elif not claim.fresh and earlier.filter(status=Execution.Status.LOST).exists():
-            last = earlier.order_by("-id").first()
+        elif not claim.fresh:
+            last = earlier.order_by("-id").only("status").first()
             if last is not None and last.status == Execution.Status.LOST:
                 # Its cell may still be running in the kernel: stop it first.
                 self.box.interrupt()
