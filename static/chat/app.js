@@ -317,7 +317,7 @@ function uploadFiles(list) {
     } catch {}
     for (const f of result.files || []) renderFile(f);
     if (xhr.status >= 400) showError({ message: result.error?.message || `The upload failed (HTTP ${xhr.status}).` });
-    else hint.textContent = `Uploaded ${name}. The assistant finds ${list.length === 1 ? "it" : "them"} in its working folder.`;
+    else flash(`Uploaded ${name}. The assistant finds ${list.length === 1 ? "it" : "them"} in its working folder.`);
   });
   xhr.addEventListener("error", () => {
     uploadBox.hidden = true;
@@ -402,14 +402,27 @@ function applyPersisted(event) {
   }
 }
 
+// A message for the user under the composer (an error, an upload done) stays for
+// a few seconds, whatever else redraws the composer meanwhile.
+let hintNote = null;
+
+function flash(text, error = false) {
+  hintNote = { text, error, until: Date.now() + 6000 };
+  updateComposer();
+  setTimeout(updateComposer, 6100);
+}
+
 function updateComposer() {
   const active = [...turns.values()].find((t) => ACTIVE.has(t.data.status));
   const open = socket && socket.readyState === WebSocket.OPEN;
   stopButton.hidden = !active;
   sendButton.hidden = Boolean(active);
   sendButton.disabled = !input.value.trim() || Boolean(outbox);
+  const note = hintNote && Date.now() < hintNote.until ? hintNote : null;
+  hint.classList.toggle("form-error", Boolean(note && note.error));
   if (!open && outbox) hint.textContent = "Not connected yet: your message will be sent as soon as the connection is back.";
   else if (!open) hint.textContent = "Not connected: reconnecting…";
+  else if (note) hint.textContent = note.text;
   else if (active) hint.textContent = "The assistant is answering. Press Stop to end the reply early.";
   else hint.textContent = "";
   emptyNote.hidden = messages.size > 0;
@@ -468,9 +481,7 @@ function showError(event) {
     if (!input.value) input.value = pendingText; // never lose what the user typed
     pendingText = null;
   }
-  hint.textContent = event.message;
-  hint.classList.add("form-error");
-  setTimeout(() => hint.classList.remove("form-error"), 6000);
+  flash(event.message, true);
 }
 
 function requestResume() {
