@@ -1,55 +1,512 @@
-from django.contrib import admin
+"""The admin for conversation logs: read-only, content behind the review
+permission, every look at content recorded in the audit trail."""
 
-from chat.models import Conversation, Message, Turn
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, Length
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from chat import review, review_views
+from chat.agent import codeact
+from chat.models import (
+    AuditRecord,
+    Conversation,
+    Execution,
+    Feedback,
+    Message,
+    Output,
+    ReviewNote,
+    Turn,
+    WorkspaceFile,
+)
+
+admin.site.site_header = "CodeAct Web administration"
+admin.site.site_title = "CodeAct Web"
+admin.site.index_title = "Administration"
+
+PREVIEW = 120
+
+
+def _preview(text: str, limit: int = PREVIEW) -> str:
+    """One line of plain text: ANSI escapes removed (the admin escapes the HTML)."""
+    flat = " ".join(codeact.strip_ansi(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Logs are evidence: staff read them, nobody edits them by accident."""
+    """Logs are evidence: nobody adds, edits or deletes them here."""
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
-class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = Message
-    fields = ("id", "role", "status", "content", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
+class LogAdmin(ReadOnlyAdmin):
+    """Rows holding what users wrote or ran: visible with the review permission
+    only (staff status or the model's own view permission is not enough), and
+    every detail page or search is recorded."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return review.can_review(request.user)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return review.can_review(request.user)
+
+    def conversation_of(self, obj: Any) -> Any:
+        return getattr(obj, "conversation_id", None)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        query = request.GET.get("q", "").strip()
+        response = super().changelist_view(request, extra_context)
+        if query and response.status_code == 200 and hasattr(response, "context_data"):
+            found = response.context_data["cl"].result_list
+            ids = {self.conversation_of(row) for row in found}
+            review.record(
+                request.user,
+                AuditRecord.Action.SEARCH,
+                sorted(str(i) for i in ids if i),
+                via="admin",
+                detail={"model": self.model._meta.model_name, "query": query[:500]},
+                request=request,
+            )
+        return response
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200:
+            obj = self.get_object(request, object_id)
+            conversation = self.conversation_of(obj) if obj is not None else None
+            review.record(
+                request.user,
+                AuditRecord.Action.LOG_ROW,
+                [conversation] if conversation else [],
+                via="admin",
+                detail={"model": self.model._meta.model_name, "id": str(object_id)},
+                request=request,
+            )
+        return response
+
+
+def _count(model: Any, **filters: Any) -> Coalesce:
+    """A correlated COUNT per conversation (no join fan-out across counts)."""
+    rows = (
+        model.objects.filter(conversation=OuterRef("pk"), **filters)
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+# ---- filters -----------------------------------------------------------------------
+
+
+class LastActivityFilter(admin.SimpleListFilter):
+    title = "last activity"
+    parameter_name = "active"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("today", "Today"),
+            ("yesterday", "Yesterday"),
+            ("7d", "Past 7 days"),
+            ("30d", "Past 30 days"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        today = timezone.localdate()
+        if self.value() == "today":
+            start, end = review.day_bounds(today)
+        elif self.value() == "yesterday":
+            start, end = review.day_bounds(today - timedelta(days=1))
+        elif self.value() in ("7d", "30d"):
+            days = 7 if self.value() == "7d" else 30
+            start, _ = review.day_bounds(today - timedelta(days=days - 1))
+            end = timezone.now() + timedelta(days=1)
+        else:
+            return queryset
+        # Activity on a day means a turn asked that day, not just a rename.
+        return queryset.filter(
+            Q(updated_at__gte=start, updated_at__lt=end)
+            | Q(turns__created_at__gte=start, turns__created_at__lt=end)
+        ).distinct()
+
+
+class HasErrorsFilter(admin.SimpleListFilter):
+    title = "errors"
+    parameter_name = "errors"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "With errors"), ("no", "Without errors")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(review.has_errors())
+        if self.value() == "no":
+            return queryset.exclude(review.has_errors())
+        return queryset
+
+
+class TurnStatusFilter(admin.SimpleListFilter):
+    title = "has a turn that"
+    parameter_name = "turn_status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(s.value, f"ended {s.label.lower()}") for s in Turn.Status]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in Turn.Status.values:
+            return queryset.filter(turns__status=self.value()).distinct()
+        return queryset
+
+
+class RatingFilter(admin.SimpleListFilter):
+    title = "rating"
+    parameter_name = "rating"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("up", "Rated good (no bad)"),
+            ("down", "Rated bad"),
+            ("rated", "Any rating"),
+            ("unrated", "Not rated"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("up", "down", "rated", "unrated"):
+            return queryset.filter(review.rating_filter(str(self.value())))
+        return queryset
+
+
+# ---- conversations ------------------------------------------------------------------
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnlyAdmin):
-    list_display = ("title", "owner", "model", "created_at", "updated_at")
-    list_filter = ("model", "created_at")
-    search_fields = ("title", "owner__username", "messages__content")
+class ConversationAdmin(LogAdmin):
+    list_display = (
+        "transcript_link",
+        "owner",
+        "model",
+        "turn_count",
+        "execution_count",
+        "error_count",
+        "rating",
+        "flagged",
+        "updated_at",
+    )
+    list_filter = (
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "model",
+        LastActivityFilter,
+        HasErrorsFilter,
+        TurnStatusFilter,
+        "flagged",
+        RatingFilter,
+    )
+    search_fields = ("title", "owner__username", "messages__content", "executions__code")
+    search_help_text = "Searches titles, owners, message text and code; searches are audited."
     date_hierarchy = "updated_at"
-    inlines = [MessageInline]
+    list_per_page = 50
+    actions = ["flag", "unflag", "export_json", "export_ipynb", "export_jsonl"]
+
+    def conversation_of(self, obj: Any) -> Any:
+        return obj.pk
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        queryset: QuerySet[Conversation] = super().get_queryset(request)
+        return (
+            queryset.select_related("owner")
+            .annotate(
+                n_turns=_count(Turn),
+                n_executions=_count(Execution),
+                n_errors=_count(Execution, status__in=review.FAILED_EXECUTIONS),
+                n_up=_count(Feedback, rating=Feedback.Rating.UP),
+                n_down=_count(Feedback, rating=Feedback.Rating.DOWN),
+            )
+        )
+
+    @admin.display(description="Conversation", ordering="title")
+    def transcript_link(self, obj: Conversation) -> str:
+        url = reverse("review:transcript", kwargs={"conversation_id": obj.pk})
+        return format_html('<a href="{}">{}</a>', url, obj.title)
+
+    @admin.display(description="Turns", ordering="n_turns")
+    def turn_count(self, obj: Any) -> int:
+        return int(obj.n_turns)
+
+    @admin.display(description="Cells", ordering="n_executions")
+    def execution_count(self, obj: Any) -> int:
+        return int(obj.n_executions)
+
+    @admin.display(description="Errors", ordering="n_errors")
+    def error_count(self, obj: Any) -> int:
+        return int(obj.n_errors)
+
+    @admin.display(description="Rating")
+    def rating(self, obj: Any) -> str:
+        if not obj.n_up and not obj.n_down:
+            return "–"
+        return f"+{obj.n_up} / −{obj.n_down}"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The transcript is the conversation's page (and records the view).
+        if not self.has_view_permission(request):
+            return super().change_view(request, object_id, form_url, extra_context)
+        return HttpResponseRedirect(
+            reverse("review:transcript", kwargs={"conversation_id": object_id})
+        )
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return review.can_export(request.user)
+
+    @admin.action(description="Flag selected conversations")
+    def flag(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        n = review.do_flag(queryset, request.user, True, via="admin", request=request)  # type: ignore[arg-type]
+        self.message_user(request, f"Flagged {n} conversation(s).", messages.SUCCESS)
+
+    @admin.action(description="Remove the flag")
+    def unflag(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        n = review.do_flag(queryset, request.user, False, via="admin", request=request)  # type: ignore[arg-type]
+        self.message_user(request, f"Removed the flag from {n} conversation(s).", messages.SUCCESS)
+
+    @admin.action(description="Export as JSON (everything)", permissions=["export"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return review_views.export_response(request, queryset, "json", via="admin")
+
+    @admin.action(description="Export as Jupyter notebooks", permissions=["export"])
+    def export_ipynb(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return review_views.export_response(request, queryset, "ipynb", via="admin")
+
+    @admin.action(description="Export as CodeAct training JSONL", permissions=["export"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return review_views.export_response(request, queryset, "jsonl", via="admin")
+
+
+# ---- the rows of a conversation --------------------------------------------------
+
+
+def _conversation_link(obj: Any) -> str:
+    url = reverse("review:transcript", kwargs={"conversation_id": obj.conversation_id})
+    return format_html('<a href="{}">{}</a>', url, obj.conversation.title)
 
 
 @admin.register(Turn)
-class TurnAdmin(ReadOnlyAdmin):
+class TurnAdmin(LogAdmin):
     list_display = (
         "id",
-        "conversation",
+        "conversation_link",
+        "owner",
         "status",
         "model",
         "error_code",
         "created_at",
-        "finished_at",
+        "seconds",
     )
-    list_filter = ("status", "model", "error_code")
-    search_fields = ("conversation__title", "error")
+    list_filter = ("status", "model", "error_code", "created_at")
+    search_fields = ("conversation__title", "error", "user_message__content")
     date_hierarchy = "created_at"
+    list_select_related = ("conversation__owner",)
+    exclude = ("user_message",)
+    readonly_fields = ("question",)
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: Turn) -> str:
+        return _conversation_link(obj)
+
+    @admin.display(description="Owner", ordering="conversation__owner__username")
+    def owner(self, obj: Turn) -> str:
+        return obj.conversation.owner.get_username()
+
+    @admin.display(description="Seconds")
+    def seconds(self, obj: Turn) -> str:
+        if obj.finished_at and (obj.started_at or obj.created_at):
+            return f"{(obj.finished_at - (obj.started_at or obj.created_at)).total_seconds():.1f}"
+        return "–"
+
+    @admin.display(description="Question")
+    def question(self, obj: Turn) -> str:
+        return obj.user_message.content
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "conversation", "role", "status", "created_at")
-    list_filter = ("role", "status")
+class MessageAdmin(LogAdmin):
+    list_display = ("id", "conversation_link", "role", "status", "final", "text", "created_at")
+    list_filter = ("role", "status", "final", "created_at")
     search_fields = ("content",)
     date_hierarchy = "created_at"
+    list_select_related = ("conversation",)
+    exclude = ("turn",)
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: Message) -> str:
+        return _conversation_link(obj)
+
+    @admin.display(description="Text")
+    def text(self, obj: Message) -> str:
+        return _preview(obj.content)
+
+
+@admin.register(Execution)
+class ExecutionAdmin(LogAdmin):
+    list_display = (
+        "id",
+        "conversation_link",
+        "number",
+        "status",
+        "code_preview",
+        "duration",
+        "execution_count",
+        "output_chars",
+        "sandbox_id",
+        "started_at",
+    )
+    list_filter = ("status", "kernel_restarted", "started_at")
+    search_fields = ("code", "detail")
+    date_hierarchy = "started_at"
+    list_select_related = ("conversation", "sandbox")
+    exclude = ("message", "turn", "sandbox")
+    readonly_fields = ("sandbox_id",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        queryset: QuerySet[Execution] = super().get_queryset(request)
+        return queryset.annotate(text_chars=Coalesce(Sum(Length("outputs__text")), 0))
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: Execution) -> str:
+        return _conversation_link(obj)
+
+    @admin.display(description="Code")
+    def code_preview(self, obj: Execution) -> str:
+        return _preview(obj.code, 80)
+
+    @admin.display(description="Output chars", ordering="text_chars")
+    def output_chars(self, obj: Any) -> int:
+        return int(obj.text_chars)
+
+    @admin.display(description="Sandbox")
+    def sandbox_id(self, obj: Execution) -> str:
+        return obj.sandbox.container_id[:12] if obj.sandbox else "–"
+
+
+@admin.register(Output)
+class OutputAdmin(LogAdmin):
+    list_display = ("id", "execution", "index", "output_type", "name", "text_preview", "image_mime")
+    list_filter = ("output_type", "name", "image_mime")
+    search_fields = ("text",)
+    list_select_related = ("execution",)
+    exclude = ("image", "execution", "conversation", "text")
+    readonly_fields = ("plain_text", "image_size")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Output]:
+        return super().get_queryset(request).defer("image")
+
+    @admin.display(description="Text")
+    def text_preview(self, obj: Output) -> str:
+        return _preview(obj.text or str(obj.data.get("text/plain", "")))
+
+    @admin.display(description="Text")
+    def plain_text(self, obj: Output) -> str:
+        return codeact.strip_ansi(obj.text)
+
+    @admin.display(description="Image bytes")
+    def image_size(self, obj: Output) -> int:
+        return len(bytes(obj.image or b""))
+
+
+@admin.register(WorkspaceFile)
+class WorkspaceFileAdmin(LogAdmin):
+    list_display = ("path", "conversation_link", "origin", "size", "sha256", "updated_at")
+    list_filter = ("origin", "updated_at")
+    search_fields = ("path", "sha256")
+    list_select_related = ("conversation",)
+    exclude = ("content", "execution", "sandbox", "conversation")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WorkspaceFile]:
+        return super().get_queryset(request).defer("content")
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: WorkspaceFile) -> str:
+        return _conversation_link(obj)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(LogAdmin):
+    list_display = ("id", "conversation_link", "user", "rating", "comment_preview", "updated_at")
+    list_filter = ("rating", "updated_at")
+    search_fields = ("comment",)
+    list_select_related = ("conversation", "user")
+    exclude = ("message", "conversation")
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: Feedback) -> str:
+        return _conversation_link(obj)
+
+    @admin.display(description="Comment")
+    def comment_preview(self, obj: Feedback) -> str:
+        return _preview(obj.comment)
+
+
+@admin.register(ReviewNote)
+class ReviewNoteAdmin(LogAdmin):
+    list_display = ("id", "conversation_link", "author", "text_preview", "created_at")
+    list_select_related = ("conversation", "author")
+    search_fields = ("text",)
+    exclude = ("conversation",)
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: ReviewNote) -> str:
+        return _conversation_link(obj)
+
+    @admin.display(description="Note")
+    def text_preview(self, obj: ReviewNote) -> str:
+        return _preview(obj.text)
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReadOnlyAdmin):
+    """Who read or exported what: superusers only, and nobody can change it."""
+
+    list_display = ("created_at", "actor", "action", "count", "via", "ip", "details")
+    list_filter = ("action", "via", "created_at")
+    search_fields = ("actor", "conversations")
+    date_hierarchy = "created_at"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    @admin.display(description="Details")
+    def details(self, obj: AuditRecord) -> str:
+        shown = ", ".join(obj.conversations[:3]) + (" …" if obj.count > 3 else "")
+        extra = ", ".join(f"{k}={v}" for k, v in obj.detail.items())
+        return _preview(f"{shown} {extra}".strip(), 160)

@@ -28,10 +28,29 @@ class Conversation(models.Model):
     last_seq = models.BigIntegerField(default=0)
     # seq of the last change to the title or model (what a `conversation` event carries)
     seq = models.BigIntegerField(default=0)
+    # Review: a reviewer marks a conversation for attention (never shown to its owner).
+    flagged = models.BooleanField(default=False)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+    flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            models.Index(fields=["flagged", "-updated_at"]),
+        ]
+        # Staff status alone shows no conversation content: reading another
+        # user's transcript and exporting logs each need their own permission.
+        permissions = [
+            ("review_conversation", "Can read the transcript of any conversation"),
+            ("export_conversation", "Can export conversations (JSON, notebooks, training data)"),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -300,3 +319,83 @@ class SandboxRecord(models.Model):
 
     def __str__(self) -> str:
         return f"sandbox {self.container_id[:12]} ({self.state})"
+
+
+class Feedback(models.Model):
+    """A user's rating of an assistant answer in their own conversation."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "Good"
+        DOWN = -1, "Bad"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="feedback"
+    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="chat_feedback_once")
+        ]
+        indexes = [models.Index(fields=["conversation", "rating"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on message {self.message_id}"
+
+
+class ReviewNote(models.Model):
+    """A reviewer's note on a conversation; the owner never sees it."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="review_notes"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"note on {self.conversation_id}: {self.text[:60]}"
+
+
+class AuditRecord(models.Model):
+    """Who read or exported which conversations, and when. Append-only."""
+
+    class Action(models.TextChoices):
+        TRANSCRIPT = "transcript", "Viewed a transcript"
+        LOG_ROW = "log_row", "Viewed a log row in the admin"
+        SEARCH = "search", "Searched the logs"
+        EXPORT_JSON = "export_json", "Exported JSON"
+        EXPORT_IPYNB = "export_ipynb", "Exported notebooks"
+        EXPORT_JSONL = "export_jsonl", "Exported training JSONL"
+        FLAG = "flag", "Flagged or unflagged"
+        NOTE = "note", "Added a review note"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text so the record outlives the account (and names command-line runs).
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    conversations = models.JSONField(default=list)  # ids as strings
+    count = models.PositiveIntegerField(default=0)
+    detail = models.JSONField(default=dict, blank=True)
+    via = models.CharField(max_length=20)  # web, admin, command
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} ({self.count})"

@@ -11,6 +11,11 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/delete/", views.delete_conversation, name="delete"),
     path("c/<uuid:conversation_id>/files/", views.upload_files, name="upload"),
     path("c/<uuid:conversation_id>/files/<int:file_id>/", views.download_file, name="download"),
+    path(
+        "c/<uuid:conversation_id>/messages/<int:message_id>/feedback/",
+        views.rate_message,
+        name="feedback",
+    ),
     path("c/<uuid:conversation_id>/export.ipynb", views.export_notebook, name="export_ipynb"),
     path("c/<uuid:conversation_id>/export.md", views.export_markdown, name="export_md"),
     path(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import actions, exports, files
+from chat import actions, exports, files, review
 from chat.models import Conversation, Output, WorkspaceFile
 from chat.serialize import conversation_data, events_after, file_data
 from sandbox.api import MiB
@@ -65,6 +66,7 @@ def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpRespon
         "events": events_after(conversation, 0),
         "upload_max_bytes": settings.CODEACT_UPLOAD_MAX_MB * MiB,
         "uploads_per_request": settings.CODEACT_UPLOADS_PER_REQUEST,
+        "feedback": review.feedback_by_message(conversation, request.user),  # type: ignore[arg-type]
     }
     context = _sidebar(request, conversation) | {"conversation": conversation, "initial": initial}
     return render(request, "chat/conversation.html", context)
@@ -136,13 +138,42 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     return JsonResponse({"files": [file_data(f) for f in stored]}, status=201)
 
 
-def _attachment(content: bytes | str, content_type: str, name: str) -> HttpResponse:
+@login_required
+@require_POST
+def rate_message(request: HttpRequest, conversation_id: UUID, message_id: int) -> HttpResponse:
+    """Rate an answer: JSON {"rating": 1 | -1 | null, "comment": "..."}."""
+    conversation = actions.access_conversation(request.user, conversation_id)
+    if len(request.body) > 16 * 1024:
+        return _error(413, "too_large", "The feedback is too long.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "malformed", "The feedback could not be read.")
+    if not isinstance(body, dict):
+        return _error(400, "malformed", "The feedback could not be read.")
+    try:
+        feedback = review.do_rate(
+            conversation,
+            request.user,  # type: ignore[arg-type]
+            message_id,
+            body.get("rating"),
+            body.get("comment", ""),
+        )
+    except actions.ActionError as exc:
+        status = 404 if exc.code == "no_message" else 400
+        return _error(status, exc.code, exc.message)
+    if feedback is None:
+        return JsonResponse({"feedback": None})
+    return JsonResponse({"feedback": {"rating": feedback.rating, "comment": feedback.comment}})
+
+
+def attachment(content: bytes | str, content_type: str, name: str) -> HttpResponse:
     response = HttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
-    return _no_sniff(response)
+    return no_sniff(response)
 
 
-def _no_sniff(response: HttpResponse) -> HttpResponse:
+def no_sniff(response: HttpResponse) -> HttpResponse:
     response["X-Content-Type-Options"] = "nosniff"
     # If opened directly, an SVG (or anything) must not run script or load anything.
     response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
@@ -155,9 +186,7 @@ def _no_sniff(response: HttpResponse) -> HttpResponse:
 def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
     file = get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
-    return _attachment(
-        bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1]
-    )
+    return attachment(bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1])
 
 
 @login_required
@@ -165,22 +194,17 @@ def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> 
 def output_image(request: HttpRequest, conversation_id: UUID, output_id: int) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
     output = get_object_or_404(Output, pk=output_id, conversation=conversation, image__isnull=False)
-    return _no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
-
-
-def _export_name(conversation: Conversation, suffix: str) -> str:
-    stem = files.safe_name(conversation.title)[:60] or "conversation"
-    return f"{stem}.{suffix}"
+    return no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
 
 
 @login_required
 @require_GET
 def export_notebook(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
-    return _attachment(
+    return attachment(
         exports.notebook_json(conversation),
         "application/x-ipynb+json",
-        _export_name(conversation, "ipynb"),
+        f"{exports.export_stem(conversation)}.ipynb",
     )
 
 
@@ -188,8 +212,8 @@ def export_notebook(request: HttpRequest, conversation_id: UUID) -> HttpResponse
 @require_GET
 def export_markdown(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     conversation = actions.access_conversation(request.user, conversation_id)
-    return _attachment(
+    return attachment(
         exports.markdown(conversation),
         "text/markdown; charset=utf-8",
-        _export_name(conversation, "md"),
+        f"{exports.export_stem(conversation)}.md",
     )

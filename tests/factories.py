@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 
-from chat.models import Conversation
+from chat.models import Conversation, Execution, Message, Output, Turn
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -28,3 +31,51 @@ class ConversationFactory(factory.django.DjangoModelFactory):
 
     owner = factory.SubFactory(UserFactory)
     title = factory.Sequence(lambda n: f"Conversation {n}")
+
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def analysis_conversation(owner: Any, title: str = "Sales trend") -> Conversation:
+    """A finished turn as the worker leaves it: a question, a reply that ran code
+    (stdout, a PNG plot, a DataFrame, an error), and the final answer."""
+    conversation = ConversationFactory(owner=owner, title=title)
+    question = Message.objects.create(conversation=conversation, role="user", content="Plot it")
+    turn = Turn.objects.create(conversation=conversation, user_message=question, status="done")
+    step = Message.objects.create(
+        conversation=conversation,
+        turn=turn,
+        role="assistant",
+        content="Loading.\n<execute>\nprint(df.shape)\nplt.plot([1, 2])\n</execute>",
+    )
+    execution = Execution.objects.create(
+        conversation=conversation,
+        turn=turn,
+        message=step,
+        number=1,
+        code="print(df.shape)\nplt.plot([1, 2])",
+        status="ok",
+        execution_count=3,
+        duration=0.4,
+        observation="Execution Output:\n(12, 2)\n[An image is already displayed to the user.]",
+    )
+    rows = [
+        {"output_type": "stream", "name": "stdout", "text": "(12, 2)\n"},
+        {"output_type": "display_data", "data": {"text/plain": "<Figure>"}, "image": PNG,
+         "image_mime": "image/png"},
+        {"output_type": "execute_result", "data": {"text/plain": "df", "text/html": "<table/>"}},
+        {"output_type": "error", "data": {"ename": "KeyError", "evalue": "'x'",
+         "traceback": ["\x1b[31mKeyError\x1b[0m: 'x'"]}, "text": "KeyError: 'x'"},
+    ]  # fmt: skip
+    for index, row in enumerate(rows):
+        Output.objects.create(execution=execution, conversation=conversation, index=index, **row)
+    Message.objects.create(
+        conversation=conversation,
+        turn=turn,
+        role="assistant",
+        content="Sales rose. <solution>Up 7 per month</solution>",
+        final=True,
+    )
+    return conversation

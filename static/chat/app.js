@@ -91,6 +91,78 @@ function renderMessage(data) {
     note.textContent = noteText;
   } else if (note) note.remove();
   entry.el.hidden = data.role === "assistant" && !streaming && !data.content;
+  renderFeedback(entry, data);
+}
+
+// ---- feedback on answers -----------------------------------------------------
+
+const feedback = new Map(Object.entries(initial.feedback || {}).map(([id, f]) => [Number(id), f]));
+
+function renderFeedback(entry, data) {
+  let box = entry.el.querySelector(".feedback");
+  if (data.role !== "assistant" || !data.final || data.status === "streaming") {
+    if (box) box.remove();
+    return;
+  }
+  if (!box) {
+    box = el("div", "feedback");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Rate this answer");
+    entry.el.appendChild(box);
+  }
+  const current = feedback.get(data.id);
+  const rateButton = (value, label, symbol) => {
+    const button = el("button", "btn btn-rate", symbol);
+    button.type = "button";
+    button.title = label;
+    button.setAttribute("aria-label", label);
+    button.setAttribute("aria-pressed", String(current?.rating === value));
+    button.addEventListener("click", () => {
+      const same = feedback.get(data.id)?.rating === value;
+      saveFeedback(entry, data, same ? null : value, same ? "" : feedback.get(data.id)?.comment || "");
+    });
+    return button;
+  };
+  const children = [rateButton(1, "Good answer", "👍"), rateButton(-1, "Bad answer", "👎")];
+  if (current) {
+    const comment = el("form");
+    const inputBox = el("input");
+    inputBox.type = "text";
+    inputBox.maxLength = 2000;
+    inputBox.value = current.comment || "";
+    inputBox.placeholder = current.rating > 0 ? "What was good? (optional)" : "What went wrong? (optional)";
+    inputBox.setAttribute("aria-label", "Comment on this answer");
+    const save = el("button", "btn btn-small", current.comment ? "Update" : "Send");
+    save.type = "submit";
+    comment.append(inputBox, save);
+    comment.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      saveFeedback(entry, data, feedback.get(data.id)?.rating ?? null, inputBox.value);
+    });
+    children.push(comment);
+  }
+  box.replaceChildren(...children);
+}
+
+async function saveFeedback(entry, data, rating, comment) {
+  let result = {};
+  try {
+    const response = await fetch(`/c/${conversationId}/messages/${data.id}/feedback/`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+      body: JSON.stringify({ rating, comment }),
+      credentials: "same-origin",
+    });
+    result = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(result.error?.message || `HTTP ${response.status}`);
+  } catch (error) {
+    showError({ message: `Your rating was not saved: ${error.message}` });
+    return;
+  }
+  if (result.feedback) feedback.set(data.id, result.feedback);
+  else feedback.delete(data.id);
+  renderFeedback(entry, data);
+  if (rating !== null) flash(comment ? "Thanks, your feedback was saved." : "Thanks! Add a comment if you like.");
 }
 
 function applyDelta(event) {

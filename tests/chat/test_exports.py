@@ -8,55 +8,14 @@ import pytest
 from django.urls import reverse
 
 from chat import actions
-from chat.models import Execution, Message, Output, Turn
-from tests.factories import ConversationFactory
+from tests.factories import PNG, analysis_conversation
 
 pytestmark = pytest.mark.django_db
-
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
 
 
 @pytest.fixture
 def analysis(owner):
-    conversation = ConversationFactory(owner=owner, title="Sales trend")
-    question = Message.objects.create(conversation=conversation, role="user", content="Plot it")
-    turn = Turn.objects.create(conversation=conversation, user_message=question, status="done")
-    step = Message.objects.create(
-        conversation=conversation,
-        turn=turn,
-        role="assistant",
-        content="Loading.\n<execute>\nprint(df.shape)\nplt.plot([1, 2])\n</execute>",
-    )
-    execution = Execution.objects.create(
-        conversation=conversation,
-        turn=turn,
-        message=step,
-        number=1,
-        code="print(df.shape)\nplt.plot([1, 2])",
-        status="ok",
-        execution_count=3,
-        duration=0.4,
-    )
-    rows = [
-        {"output_type": "stream", "name": "stdout", "text": "(12, 2)\n"},
-        {"output_type": "display_data", "data": {"text/plain": "<Figure>"}, "image": PNG,
-         "image_mime": "image/png"},
-        {"output_type": "execute_result", "data": {"text/plain": "df", "text/html": "<table/>"}},
-        {"output_type": "error", "data": {"ename": "KeyError", "evalue": "'x'",
-         "traceback": ["\x1b[31mKeyError\x1b[0m: 'x'"]}, "text": "KeyError: 'x'"},
-    ]  # fmt: skip
-    for index, row in enumerate(rows):
-        Output.objects.create(execution=execution, conversation=conversation, index=index, **row)
-    Message.objects.create(
-        conversation=conversation,
-        turn=turn,
-        role="assistant",
-        content="Sales rose. <solution>Up 7 per month</solution>",
-        final=True,
-    )
-    return conversation
+    return analysis_conversation(owner)
 
 
 def test_the_notebook_validates_and_keeps_code_and_outputs(client, owner, analysis):
