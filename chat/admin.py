@@ -170,11 +170,19 @@ class HasErrorsFilter(admin.SimpleListFilter):
 
 
 class TurnStatusFilter(admin.SimpleListFilter):
-    title = "has a turn that"
+    title = "turn status"
     parameter_name = "turn_status"
+    LABELS = {
+        Turn.Status.QUEUED: "Has a waiting turn",
+        Turn.Status.RUNNING: "Has a running turn",
+        Turn.Status.DONE: "Has an answered turn",
+        Turn.Status.FAILED: "Has a failed turn",
+        Turn.Status.INTERRUPTED: "Has an interrupted turn",
+        Turn.Status.STOPPED: "Has a turn stopped by the user",
+    }
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(s.value, f"ended {s.label.lower()}") for s in Turn.Status]
+        return [(status.value, label) for status, label in self.LABELS.items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in Turn.Status.values:
@@ -236,15 +244,12 @@ class ConversationAdmin(LogAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         queryset: QuerySet[Conversation] = super().get_queryset(request)
-        return (
-            queryset.select_related("owner")
-            .annotate(
-                n_turns=_count(Turn),
-                n_executions=_count(Execution),
-                n_errors=_count(Execution, status__in=review.FAILED_EXECUTIONS),
-                n_up=_count(Feedback, rating=Feedback.Rating.UP),
-                n_down=_count(Feedback, rating=Feedback.Rating.DOWN),
-            )
+        return queryset.select_related("owner").annotate(
+            n_turns=_count(Turn),
+            n_executions=_count(Execution),
+            n_errors=_count(Execution, status__in=review.FAILED_EXECUTIONS),
+            n_up=_count(Feedback, rating=Feedback.Rating.UP),
+            n_down=_count(Feedback, rating=Feedback.Rating.DOWN),
         )
 
     @admin.display(description="Conversation", ordering="title")
@@ -266,9 +271,8 @@ class ConversationAdmin(LogAdmin):
 
     @admin.display(description="Rating")
     def rating(self, obj: Any) -> str:
-        if not obj.n_up and not obj.n_down:
-            return "–"
-        return f"+{obj.n_up} / −{obj.n_down}"
+        parts = [f"{mark}\u00a0{n}" for mark, n in (("👍", obj.n_up), ("👎", obj.n_down)) if n]
+        return " ".join(parts) or "–"
 
     def change_view(
         self,

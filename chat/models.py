@@ -340,6 +340,7 @@ class Feedback(models.Model):
 
     class Meta:
         ordering = ["id"]
+        verbose_name_plural = "feedback"
         constraints = [
             models.UniqueConstraint(fields=["message", "user"], name="chat_feedback_once")
         ]

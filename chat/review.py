@@ -78,6 +78,11 @@ def ensure_reviewers_group(**_: Any) -> None:
     group.permissions.add(*perms)
 
 
+def reviewers_group() -> Group:
+    ensure_reviewers_group()
+    return Group.objects.get(name=REVIEWERS_GROUP)
+
+
 # ---- audit ---------------------------------------------------------------------
 
 

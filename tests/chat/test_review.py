@@ -12,7 +12,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reviewer(db: None) -> Any:
     user = UserFactory(username="reviewer", is_staff=True)
-    user.groups.add(Group.objects.get(name=review.REVIEWERS_GROUP))
+    user.groups.add(review.reviewers_group())
     return user
 
 

@@ -12,7 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from chat import actions, sandboxes
+from chat import actions, exports, sandboxes
 from chat.agent import codeact
 from chat.models import Execution, Message, Output, SandboxRecord, Turn, WorkspaceFile
 from tests.conftest import open_socket
@@ -138,6 +138,12 @@ async def test_variables_live_on_into_the_next_turn(worker, model_server, owner,
         "role": "user",
         "content": "Execution Output:\n" + "[Code executed successfully with no output.]",
     } in history
+
+    # the training export is exactly what the model was sent, then its answer
+    record = await db(exports.training_record)(conversation)
+    exports.check_training_record(record)
+    last_prompt = model_server.requests[-1]["messages"]
+    assert record["conversations"] == [*last_prompt, {"role": "assistant", "content": "1144.9"}]
 
 
 async def test_a_plot_arrives_as_a_png(worker, model_server, owner, other_user, conversation):
