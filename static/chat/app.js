@@ -111,8 +111,9 @@ function renderFeedback(entry, data) {
     entry.el.appendChild(box);
   }
   const current = feedback.get(data.id);
-  const rateButton = (value, label, symbol) => {
-    const button = el("button", "btn btn-rate", symbol);
+  const rateButton = (value, label) => {
+    const button = el("button", "btn btn-rate");
+    button.appendChild(thumb(value < 0));
     button.type = "button";
     button.title = label;
     button.setAttribute("aria-label", label);
@@ -123,7 +124,7 @@ function renderFeedback(entry, data) {
     });
     return button;
   };
-  const children = [rateButton(1, "Good answer", "👍"), rateButton(-1, "Bad answer", "👎")];
+  const children = [rateButton(1, "Good answer"), rateButton(-1, "Bad answer")];
   if (current) {
     const comment = el("form");
     const inputBox = el("input");
@@ -142,6 +143,27 @@ function renderFeedback(entry, data) {
     children.push(comment);
   }
   box.replaceChildren(...children);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function thumb(down) {
+  // Drawn, not an emoji: no emoji font is needed and it follows the text colour.
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("fill", "none");
+  svg.setAttribute("stroke", "currentColor");
+  svg.setAttribute("stroke-width", "2");
+  svg.setAttribute("stroke-linecap", "round");
+  svg.setAttribute("stroke-linejoin", "round");
+  svg.setAttribute("aria-hidden", "true");
+  if (down) svg.style.transform = "rotate(180deg)";
+  for (const d of ["M7 10v12", "M15 5.9 14 10h5.8a2 2 0 0 1 1.9 2.6l-2.3 8A2 2 0 0 1 17.5 22H4a2 2 0 0 1-2-2v-8a2 2 0 0 1 2-2h2.8a2 2 0 0 0 1.8-1.1L12 2a3.1 3.1 0 0 1 3 3.9Z"]) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    svg.appendChild(path);
+  }
+  return svg;
 }
 
 async function saveFeedback(entry, data, rating, comment) {
@@ -239,6 +261,11 @@ function renderExecution(data) {
   head.replaceChildren(el("span", "cell-label", count), status, timer, copy);
   if (data.detail && data.status !== "ok" && data.status !== "error") head.appendChild(el("span", "cell-detail", data.detail));
   entry.el.querySelector(".cell-code code").innerHTML = data.code_html; // Pygments-escaped on the server
+  const waiting = orphanOutputs.get(data.id);
+  if (waiting) {
+    orphanOutputs.delete(data.id);
+    for (const output of waiting) renderOutput(output);
+  }
 }
 
 function tickTimer(node) {
@@ -274,9 +301,17 @@ function setCollapsible(node, text) {
   } else if (more) more.remove();
 }
 
+// Outputs whose cell is not shown yet. A snapshot lists rows by their last
+// change, so a finished cell comes after its outputs.
+const orphanOutputs = new Map(); // execution id -> [output data]
+
 function renderOutput(data) {
   const cell = executions.get(data.execution_id);
-  if (!cell) return requestResume();
+  if (!cell) {
+    const waiting = orphanOutputs.get(data.execution_id) || [];
+    orphanOutputs.set(data.execution_id, [...waiting.filter((o) => o.id !== data.id), data]);
+    return requestResume();
+  }
   let entry = cell.outputs.get(data.id);
   if (!entry) {
     entry = { data, el: el("div", `output output-${data.output_type}`), text: "" };

@@ -5,14 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from chat import exports, review
-from chat.models import AuditRecord, Conversation, Feedback
+from chat.models import AuditRecord, Conversation, Execution, Feedback
 from tests.browser.conftest import screenshot
 from tests.browser.test_chat_page import remove_sandboxes, start_conversation
 from tests.conftest import session_cookie
-from tests.factories import UserFactory
+from tests.factories import UserFactory, analysis_conversation
 from tests.support.scripted_model import Script
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.integration]
@@ -55,6 +56,11 @@ def test_a_rated_answer_is_reviewed_flagged_and_exported(page, web, browser, mod
         "aria-pressed", "true"
     )
     expect(answer.get_by_label("Comment on this answer")).to_have_value("The axis has no labels.")
+    # After a reload the cell still shows its plot (its outputs come before it in the snapshot).
+    plot = page.get_by_role("region", name="Code cell 1").locator("img.output-image")
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.complete && img.naturalWidth") > 0
+    screenshot(page, "15-rated-answer")
     feedback = Feedback.objects.get()
     assert (feedback.rating, feedback.comment) == (-1, "The axis has no labels.")
     conversation = Conversation.objects.get(owner__username="rosa")
@@ -102,8 +108,15 @@ def test_a_rated_answer_is_reviewed_flagged_and_exported(page, web, browser, mod
 
 
 def test_the_usage_overview_for_staff(page, web, model_server):
+    for name, status in (("ada", "error"), ("ben", "ok"), ("ada", "timeout")):
+        user = User.objects.filter(username=name).first() or UserFactory(username=name)
+        conversation = analysis_conversation(user)
+        Execution.objects.filter(conversation=conversation).update(status=status, duration=1.5)
     log_in(page, web, UserFactory(username="sam", is_staff=True))
     page.goto(f"{web}/review/usage/?days=30")
     expect(page.get_by_role("heading", name="Usage")).to_be_visible()
-    expect(page.get_by_role("table")).to_be_visible()
+    ada = page.get_by_role("row").filter(has_text="ada")
+    expect(ada).to_contain_text("KeyError")
+    expect(ada).to_contain_text("Timeout")
+    expect(page.get_by_role("complementary", name="Top error types")).to_contain_text("KeyError")
     screenshot(page, "14-usage")
