@@ -271,8 +271,8 @@ class ConversationAdmin(LogAdmin):
 
     @admin.display(description="Rating")
     def rating(self, obj: Any) -> str:
-        parts = [f"{mark}\u00a0{n}" for mark, n in (("👍", obj.n_up), ("👎", obj.n_down)) if n]
-        return " ".join(parts) or "–"
+        parts = [f"{n}\u00a0{word}" for word, n in (("good", obj.n_up), ("bad", obj.n_down)) if n]
+        return ", ".join(parts) or "–"
 
     def change_view(
         self,

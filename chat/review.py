@@ -253,8 +253,9 @@ def usage(start: date, end: date, user_id: int | None = None) -> list[UsageRow]:
 
     `sandbox_seconds` is the wall time code ran in sandboxes. Error types are
     the exception names of failed cells (never their messages, which can hold
-    user data), plus Timeout, KernelDied, Lost and NotRun for executions that
-    ended without a Python exception.
+    user data) of cells that ended in an error, plus Timeout, KernelDied, Lost
+    and NotRun for executions that ended without a Python exception; so the
+    error types of a row add up to its errors.
     """
     since, _ = day_bounds(start)
     _, until = day_bounds(end)
@@ -270,6 +271,7 @@ def usage(start: date, end: date, user_id: int | None = None) -> list[UsageRow]:
     executions = Execution.objects.filter(started_at__gte=since, started_at__lt=until)
     outputs = Output.objects.filter(
         output_type=Output.Type.ERROR,
+        execution__status=Execution.Status.ERROR,
         execution__started_at__gte=since,
         execution__started_at__lt=until,
     )
