@@ -1,6 +1,7 @@
 """Turn benchmark: the whole app against a direct client, measured in the same run.
 
     make bench-turn           (BENCH_ROUNDS scales the number of samples)
+    BENCH_LEVELS=20 BENCH_CELL_LEVELS= make bench-turn     (one level, no cell turns)
 
 A scripted OpenAI-compatible server streams at a fixed token rate. Baseline:
 a direct streaming client (the app's own model client) against that server,
@@ -73,8 +74,18 @@ from tests.support.scripted_model import Script, ScriptedModelServer  # noqa: E4
 RATE = float(os.environ.get("BENCH_TOKEN_RATE", "50"))  # tokens per second per reply
 TOKENS = int(os.environ.get("BENCH_TOKENS", "48"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
-LEVELS = (1, 10, 20, 50)
-CELL_LEVELS = (1, 10, 50)
+
+
+def _levels(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """BENCH_LEVELS="20" / BENCH_CELL_LEVELS="" run a subset (a quick A/B of one level)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(int(part) for part in raw.replace(",", " ").split())
+
+
+LEVELS = _levels("BENCH_LEVELS", (1, 10, 20, 50))
+CELL_LEVELS = _levels("BENCH_CELL_LEVELS", (1, 10, 50))
 CELL_CODE = "import math\nprint(math.factorial(20))"
 STREAM = Script(chunks=[f" tok{i}" for i in range(TOKENS)], delay=1 / RATE)
 CODE = Script(chunks=["Computing.\n", "<execute>\n", CELL_CODE, "\n</execute>"], delay=1 / RATE)
@@ -88,6 +99,27 @@ def route(body: dict[str, Any]) -> Script:
     if "[cell]" in last:
         return CODE
     return STREAM
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (Linux; 0.0 without /proc)."""
+    total, parents = 0, {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    for candidate, (_parent, ticks) in parents.items():
+        node, hops = candidate, 0
+        while node != pid and node in parents and hops < 8:
+            node, hops = parents[node][0], hops + 1
+        if node == pid:
+            total += ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def p(samples: list[float], q: float) -> float:
@@ -234,10 +266,30 @@ def row(name: str, samples: list[float], unit: str = "ms", scale: float = 1000.0
     )
 
 
-async def run(web_port: int) -> list[str]:
+class CpuMeter:
+    """CPU the app's processes spend per turn: steadier than latency on a busy machine."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.used = {n: cpu_seconds(pid) - self.start[n] for n, pid in self.pids.items()}
+
+    def line(self, what: str, turns: int) -> str:
+        per_turn = ", ".join(f"{n} {used / turns * 1000:.1f}" for n, used in self.used.items())
+        return f"  (CPU per {what}: {per_turn} ms)"
+
+
+async def run(web_port: int, pids: dict[str, int]) -> list[str]:
     lines = []
     verdicts = []
-    all_clients = await asyncio.to_thread(make_clients, max(LEVELS), web_port)
+    count = max(LEVELS + CELL_LEVELS, default=1)
+    all_clients = await asyncio.to_thread(make_clients, count, web_port)
     for client in all_clients:
         await client.open()
     for level in LEVELS:
@@ -245,13 +297,15 @@ async def run(web_port: int) -> list[str]:
         clients = all_clients[:level]
         await app_level(clients, "warm up", 1)
         direct = await direct_level(level, rounds)
-        app = await app_level(clients, "stream please", rounds)
+        with CpuMeter(pids) as cpu:
+            app = await app_level(clients, "stream please", rounds)
         base_first = statistics.median(t.first for t in direct)
         base_rate = statistics.median(t.rate for t in direct)
         overhead = [t.first - base_first for t in app]
         ratios = [t.rate / base_rate for t in app]
         lines.append(row(f"first token, app - direct, {level} conv", overhead))
         lines.append(row(f"  (direct first token, {level} conv)", [t.first for t in direct]))
+        lines.append(cpu.line(f"turn of {TOKENS} tokens, {level} conv", len(app)))
         lines.append(
             f"{f'client tokens/s ratio to direct, {level} conv':<48} "
             f"{p(ratios, 0.5):>9.3f} {p(ratios, 0.05):>9.3f} {'x':>4} {len(ratios):>4}"
@@ -271,7 +325,8 @@ async def run(web_port: int) -> list[str]:
         await app_level(clients, "[cell] warm up", 1)  # claims each conversation's sandbox
         rounds = max(1, ROUNDS * (20 // level)) if level < 50 else ROUNDS
         model_time = await direct_cell_model_time(level)
-        app = await app_level(clients, "[cell] compute", rounds)
+        with CpuMeter(pids) as cpu:
+            app = await app_level(clients, "[cell] compute", rounds)
         overhead = [t.total - model_time - t.cell for t in app]
         lines.append(row(f"one-cell turn overhead, {level} conv", overhead))
         lines.append(
@@ -279,6 +334,7 @@ async def run(web_port: int) -> list[str]:
             + f"   model {model_time * 1000:.0f} ms, cell p50 "
             f"{statistics.median(t.cell for t in app) * 1000:.0f} ms"
         )
+        lines.append(cpu.line(f"one-cell turn, {level} conv", len(app)))
         if level == 1:
             verdicts.append(
                 ("one-cell turn overhead p50, 1 conv <= 150 ms", p(overhead, 0.5) * 1000, 150)
@@ -335,7 +391,7 @@ def main() -> None:
         flush=True,
     )
     try:
-        lines = asyncio.run(run(web_port))
+        lines = asyncio.run(run(web_port, {"web": web.proc.pid, "worker": worker.proc.pid}))
     finally:
         web.stop()
         worker.stop()
