@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +191,15 @@ class OpenAIModelClient:
             try:
                 # The raw endpoint: `chat.completions.create` first walks every
                 # message through the SDK's type-driven transform, ~15 ms of CPU
-                # per request that every concurrent turn would pay in turn.
+                # per request that every concurrent turn would pay in turn. Chunks
+                # stay plain dicts: building a typed ChatCompletionChunk per token
+                # was the largest single CPU cost of a streaming turn.
                 return self._client.post(
                     "/chat/completions",
                     body=self._body(messages, stop),
                     cast_to=ChatCompletion,
                     stream=True,
-                    stream_cls=openai.Stream[ChatCompletionChunk],
+                    stream_cls=openai.Stream[object],
                 )
             except _RETRYABLE as exc:
                 if attempt >= self.config.retries:
@@ -221,20 +223,33 @@ class OpenAIModelClient:
             body["stop"] = stop
         return body
 
-    @staticmethod
-    def _take(chunk: Any, reply: Reply, parts: list[str], on_text: Callable[[str], None]) -> None:
-        if getattr(chunk, "usage", None):
-            reply.usage = {
-                "prompt_tokens": int(chunk.usage.prompt_tokens or 0),
-                "completion_tokens": int(chunk.usage.completion_tokens or 0),
-            }
-        for choice in chunk.choices or ():
-            text = choice.delta.content if choice.delta else None
+    def _take(
+        self, chunk: Any, reply: Reply, parts: list[str], on_text: Callable[[str], None]
+    ) -> None:
+        try:
+            usage = chunk.get("usage")
+            if usage:
+                reply.usage = {
+                    "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                    "completion_tokens": int(usage.get("completion_tokens") or 0),
+                }
+            texts = [
+                ((choice.get("delta") or {}).get("content"), choice.get("finish_reason"))
+                for choice in chunk.get("choices") or ()
+            ]
+        except (AttributeError, TypeError, ValueError):
+            raise ModelError(
+                "model_bad_stream",
+                f"The model server at {self.config.base_url} sent a reply that could not "
+                "be read (a chunk of an unexpected shape).",
+            ) from None
+        for text, finish_reason in texts:
             if text:
+                text = str(text)
                 parts.append(text)
                 on_text(text)
-            if choice.finish_reason:
-                reply.finish_reason = choice.finish_reason
+            if finish_reason:
+                reply.finish_reason = str(finish_reason)
 
     def _translate(self, exc: Exception) -> ModelError:
         where = self.config.base_url
