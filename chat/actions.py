@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.http import Http404
@@ -134,20 +134,36 @@ def _title_from(text: str) -> str:
     return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
 
 
-def _start_turn(conversation: Conversation, user_message: Message) -> Turn:
-    try:
-        with transaction.atomic():
-            turn = Turn.objects.create(
-                conversation=conversation,
-                user_message=user_message,
-                model=conversation.model,
-                seq=conversation.next_seq(),
-            )
-    except IntegrityError:
-        raise ActionError(
-            "turn_in_progress",
-            "The assistant is still answering the previous message. Wait for it or press Stop.",
-        ) from None
+def _take_seqs(conversation: Conversation, count: int) -> int:
+    """Take `count` consecutive sequence numbers in one round trip; returns the last.
+
+    Like Conversation.next_seq, it must run inside the writer's transaction: the
+    UPDATE locks the conversation row until commit.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE chat_conversation SET last_seq = last_seq + %s, updated_at = %s "
+            "WHERE id = %s RETURNING last_seq",
+            [count, timezone.now(), conversation.id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(conversation.id)
+    conversation.last_seq = int(row[0])
+    return conversation.last_seq
+
+
+TURN_IN_PROGRESS = (
+    "The assistant is still answering the previous message. Wait for it or press Stop."
+)
+
+
+def _start_turn(conversation: Conversation, user_message: Message, seq: int) -> Turn:
+    """Insert a queued turn; the caller's transaction fails with IntegrityError
+    (the one-active-turn constraint) while another turn is queued or running."""
+    turn = Turn.objects.create(
+        conversation=conversation, user_message=user_message, model=conversation.model, seq=seq
+    )
     _notify(conversation.id, turn_event(turn))
     _enqueue_turn(turn.pk)
     return turn
@@ -168,38 +184,50 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
             f"The message is {len(text):,} characters long; the limit is "
             f"{settings.CODEACT_MAX_MESSAGE_CHARS:,}.",
         )
-    with transaction.atomic():
-        # A turn already running is caught by the one-active-turn constraint when
-        # the new turn is inserted, and this whole transaction is rolled back.
-        default_title = Conversation._meta.get_field("title").default
-        is_first = conversation.title == default_title and not conversation.messages.exists()
-        message = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            content=text,
-            seq=conversation.next_seq(),
-        )
-        _notify(conversation.id, message_event(message))
-        if is_first:
-            conversation.title = _title_from(text)
-            conversation.seq = conversation.next_seq()
-            conversation.save(update_fields=["title", "seq", "updated_at"])
-            _notify(conversation.id, conversation_event(conversation))
-        turn = _start_turn(conversation, message)
+    default_title = Conversation._meta.get_field("title").default
+    try:
+        with transaction.atomic():
+            # A turn already running is caught by the one-active-turn constraint when
+            # the new turn is inserted, and this whole transaction is rolled back.
+            is_first = conversation.title == default_title and not conversation.messages.exists()
+            # One round trip for every number this message takes (message, title, turn).
+            last = _take_seqs(conversation, 3 if is_first else 2)
+            message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=text,
+                seq=last - (2 if is_first else 1),
+            )
+            _notify(conversation.id, message_event(message))
+            if is_first:
+                conversation.title = _title_from(text)
+                conversation.seq = last - 1
+                conversation.save(update_fields=["title", "seq", "updated_at"])
+                _notify(conversation.id, conversation_event(conversation))
+            turn = _start_turn(conversation, message, last)
+    except IntegrityError:
+        raise ActionError("turn_in_progress", TURN_IN_PROGRESS) from None
     return message, turn
 
 
 def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:
     """Answer the same user message again after a failed or interrupted turn."""
-    with transaction.atomic():
-        last = conversation.turns.order_by("-id").first()
-        if last is None or last.pk != turn_id:
-            raise ActionError("not_retryable", "Only the most recent turn can be retried.")
-        if last.status not in (Turn.Status.FAILED, Turn.Status.INTERRUPTED, Turn.Status.STOPPED):
-            raise ActionError(
-                "not_retryable", f"This turn is {last.status}; there is nothing to retry."
-            )
-        return _start_turn(conversation, last.user_message)
+    try:
+        with transaction.atomic():
+            last = conversation.turns.order_by("-id").first()
+            if last is None or last.pk != turn_id:
+                raise ActionError("not_retryable", "Only the most recent turn can be retried.")
+            if last.status not in (
+                Turn.Status.FAILED,
+                Turn.Status.INTERRUPTED,
+                Turn.Status.STOPPED,
+            ):
+                raise ActionError(
+                    "not_retryable", f"This turn is {last.status}; there is nothing to retry."
+                )
+            return _start_turn(conversation, last.user_message, conversation.next_seq())
+    except IntegrityError:
+        raise ActionError("turn_in_progress", TURN_IN_PROGRESS) from None
 
 
 def do_request_stop(conversation: Conversation) -> Turn | None:
@@ -217,24 +245,66 @@ def do_request_stop(conversation: Conversation) -> Turn | None:
 # --- used by the worker -------------------------------------------------------
 
 
+# Claim a queued turn and take two sequence numbers (the turn's, then its first
+# reply's) in one statement. Only a turn still queued is claimed, and the
+# conversation row is locked (numbers stay in commit order) before the turn is.
+_CLAIM_SQL = """
+WITH bumped AS (
+    UPDATE chat_conversation SET last_seq = last_seq + 2, updated_at = %(now)s
+    WHERE id = (SELECT conversation_id FROM chat_turn WHERE id = %(turn)s AND status = 'queued')
+    RETURNING last_seq
+)
+UPDATE chat_turn SET status = 'running', lease_until = %(lease)s, worker = %(worker)s,
+    started_at = %(now)s, seq = bumped.last_seq - 1
+FROM bumped WHERE chat_turn.id = %(turn)s AND chat_turn.status = 'queued'
+RETURNING bumped.last_seq
+"""
+
+
+class _NotClaimed(Exception):
+    pass
+
+
 def claim_turn(turn_id: int) -> Turn | None:
     """Compare-and-set a queued turn to running with a lease; None if not ours to run.
 
-    A turn found running with an expired lease belonged to a worker that died:
-    it is marked interrupted (and never silently re-run).
+    The claimed turn comes with its first reply already stored (streaming, empty)
+    as `turn.first_reply`: one transaction instead of two on the way to the
+    first token. A turn found running with an expired lease belonged to a worker
+    that died: it is marked interrupted (and never silently re-run).
     """
     now = timezone.now()
-    lease = Turn.lease_expiry()
-    claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.QUEUED).update(
-        status=Turn.Status.RUNNING, lease_until=lease, worker=worker_name(), started_at=now
-    )
-    if claimed:
+    params: dict[str, Any] = {
+        "now": now,
+        "turn": turn_id,
+        "lease": Turn.lease_expiry(),
+        "worker": worker_name(),
+    }
+    try:
         with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_SQL, params)
+                row = cursor.fetchone()
+            if row is None:
+                # Lost the race (or not queued): roll back, so a number taken by a
+                # concurrent claim that lost on the turn row is not burnt.
+                raise _NotClaimed
             turn = Turn.objects.select_related("conversation", "user_message").get(pk=turn_id)
-            turn.seq = turn.conversation.next_seq()
-            turn.save(update_fields=["seq"])
+            turn.conversation.last_seq = int(row[0])
+            reply = Message.objects.create(
+                conversation_id=turn.conversation_id,
+                turn=turn,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                seq=int(row[0]),
+            )
+            reply.conversation = turn.conversation
+            turn.first_reply = reply  # type: ignore[attr-defined]
             _notify(turn.conversation_id, turn_event(turn))
+            _notify(turn.conversation_id, message_event(reply))
         return turn
+    except _NotClaimed:
+        pass
     stale = Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now).first()
     if stale is not None:
         do_interrupt_turn(stale)
@@ -248,10 +318,16 @@ def extend_lease(turn: Turn) -> None:
 
 
 def stop_requested(turn: Turn) -> bool:
-    return Turn.objects.filter(pk=turn.pk, stop_requested=True).exists()
+    # Polled five times a second by every running turn: plain SQL, not a query
+    # the ORM would compile each time.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT stop_requested FROM chat_turn WHERE id = %s", [turn.pk])
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def do_start_reply(turn: Turn) -> Message:
+    """Store a new, empty streaming reply of the turn (replies after the first)."""
     with transaction.atomic():
         message = Message.objects.create(
             conversation_id=turn.conversation_id,

@@ -109,7 +109,12 @@ class TurnRunner:
     # --- Sink: replies ----------------------------------------------------------
 
     def reply_started(self) -> None:
-        self.message = actions.do_start_reply(self.turn)
+        # The first reply was stored when the turn was claimed, in the same transaction.
+        first = getattr(self.turn, "first_reply", None)
+        if first is not None:
+            self.message, self.turn.first_reply = first, None  # type: ignore[attr-defined]
+        else:
+            self.message = actions.do_start_reply(self.turn)
         self.parts, self.unsent, self.offset, self.last_delta = [], [], 0, 0.0
         self.live_bytes = 0
         self.last_flush = time.monotonic()
@@ -246,6 +251,8 @@ class TurnRunner:
             broadcast.flush()
 
     def _fail(self, code: str, message: str) -> None:
+        if self.message is None:  # failed before the model was asked: close the stored reply
+            self.message = getattr(self.turn, "first_reply", None)
         self._send_deltas()
         if self.message is not None and self.message.status == Message.Status.STREAMING:
             actions.do_finish_reply(self.message, "".join(self.parts), Message.Status.FAILED)

@@ -6,11 +6,10 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import task_prerun, worker_ready
+from celery.signals import task_prerun, worker_init, worker_ready
 from django.db import close_old_connections
 
 from chat import actions
-from chat.runner import TurnRunner
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +21,18 @@ def _check_connections(**_: Any) -> None:
     close_old_connections()
 
 
+@worker_init.connect
+def _load_the_runner(**_: Any) -> None:
+    """The runner (and the model client's SDK) loads when a worker starts, not on its
+    first turn; the web process, which only enqueues turns, never loads it."""
+    import chat.runner  # noqa: F401
+
+
 @shared_task(ignore_result=True, acks_late=True)
 def run_turn(turn_id: int) -> None:
     """Run one queued turn to its end; a duplicate or late delivery does nothing."""
+    from chat.runner import TurnRunner
+
     turn = actions.claim_turn(turn_id)
     if turn is not None:
         TurnRunner(turn).run()
