@@ -12,6 +12,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.db import connection
 
 from chat import actions, broadcast, live
 from chat.agent import codeact
@@ -19,7 +20,7 @@ from chat.agent.codeact import PromptFile
 from chat.agent.loop import Executed, run_agent
 from chat.agent.model import ChatMessage, ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.events import utf16_len
-from chat.models import Execution, Message, Turn, WorkspaceFile
+from chat.models import Execution, Message, Turn
 from chat.workspace import ConversationSandbox
 from sandbox.api import Output, SandboxError
 
@@ -48,42 +49,58 @@ def model_settings(key: str) -> ModelSettings:
     )
 
 
-def _observation_of(execution: Execution) -> str:
-    if execution.observation:
-        return execution.observation
-    if execution.status == Execution.Status.FAILED:
-        return f"Execution Output:\n[The code was not run: {execution.detail}]"
+def _observation_of(observation: str, status: str, detail: str) -> str:
+    if observation:
+        return observation
+    if status == Execution.Status.FAILED:
+        return f"Execution Output:\n[The code was not run: {detail}]"
     return (
         "Execution Output:\n[The execution was cut off when the worker running it stopped; "
         "its result is unknown and it was not run again.]"
     )
 
 
+# Plain SQL: both run at the start of every turn, on the way to its first token,
+# where compiling the ORM queries and building model instances cost more than
+# the queries themselves.
+_HISTORY_SQL = """
+SELECT m.role, m.content, e.id, e.observation, e.status, e.detail
+FROM chat_message m LEFT JOIN chat_execution e ON e.message_id = m.id
+WHERE m.conversation_id = %s AND m.id <= %s
+  AND m.role <> 'notice' AND m.status NOT IN ('failed', 'streaming')
+  AND NOT (m.role = 'assistant' AND m.content = '')
+ORDER BY m.id DESC LIMIT %s
+"""
+_FILES_SQL = (
+    "SELECT path, size, origin FROM chat_workspacefile WHERE conversation_id = %s ORDER BY path"
+)
+
+
 def history_for(turn: Turn) -> list[ChatMessage]:
     """The conversation as the model saw it, up to and including this turn's question:
-    each reply that ran code is followed by the observation the model was given."""
-    rows = (
-        Message.objects.filter(conversation_id=turn.conversation_id, id__lte=turn.user_message_id)
-        .exclude(role=Message.Role.NOTICE)
-        .exclude(status__in=[Message.Status.FAILED, Message.Status.STREAMING])
-        .exclude(role=Message.Role.ASSISTANT, content="")
-        .select_related("execution")
-        .order_by("-id")[: settings.CODEACT_HISTORY_MESSAGES]
-    )
+    each reply that ran code is followed by the observation the model was given.
+    Notices, failed replies and replies still streaming are left out."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HISTORY_SQL,
+            [turn.conversation_id, turn.user_message_id, settings.CODEACT_HISTORY_MESSAGES],
+        )
+        rows = cursor.fetchall()
     history: list[ChatMessage] = []
-    for message in reversed(rows):
-        history.append({"role": message.role, "content": message.content})
-        execution = getattr(message, "execution", None)
-        if message.role == Message.Role.ASSISTANT and execution is not None:
-            history.append({"role": "user", "content": _observation_of(execution)})
+    for role, content, execution_id, observation, status, detail in reversed(rows):
+        history.append({"role": role, "content": content})
+        if role == Message.Role.ASSISTANT and execution_id is not None:
+            history.append(
+                {"role": "user", "content": _observation_of(observation, status, detail)}
+            )
     return history
 
 
 def prompt_for(turn: Turn) -> str:
-    rows = WorkspaceFile.objects.filter(conversation_id=turn.conversation_id).only(
-        "path", "size", "origin"
-    )
-    return codeact.system_prompt([PromptFile(f.path, f.size, f.origin) for f in rows])
+    with connection.cursor() as cursor:
+        cursor.execute(_FILES_SQL, [turn.conversation_id])
+        files = [PromptFile(path, size, origin) for path, size, origin in cursor.fetchall()]
+    return codeact.system_prompt(files)
 
 
 class TurnRunner:
