@@ -18,6 +18,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import Length
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -77,6 +78,8 @@ class ExecutionView:
     outputs: list[OutputView]
     text_chars: int
     image_bytes: int
+    limits_summary: str = ""
+    limits: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -113,6 +116,29 @@ def _output_view(output: Output) -> OutputView:
         return OutputView(output, "html", html=html, size=len(html))
     text = codeact.strip_ansi(str(output.data.get("text/plain", "")))
     return OutputView(output, "text", text=text, size=len(text))
+
+
+def _limit_value(name: str, value: Any) -> str:
+    if name.endswith("_bytes") and isinstance(value, int):
+        return str(filesizeformat(value)).replace("\xa0", " ")
+    if name.endswith("timeout") or name.endswith("grace"):
+        return f"{value} s"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def _limits(limits: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """The limits a cell ran under: a one-line summary and every item."""
+    items = [(k.replace("_", " "), _limit_value(k, v)) for k, v in sorted(limits.items())]
+    summary = []
+    if "cpus" in limits:
+        summary.append(f"{limits['cpus']} CPU")
+    if "memory_bytes" in limits:
+        summary.append(f"{_limit_value('memory_bytes', limits['memory_bytes'])} memory")
+    if "cell_timeout" in limits:
+        summary.append(f"{limits['cell_timeout']} s per cell")
+    return ", ".join(summary) or "recorded", items
 
 
 def _seconds(start: Any, end: Any) -> float | None:
@@ -157,6 +183,7 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
             execution = executions.get(m.pk)
             if execution is not None:
                 views = outputs.get(execution.pk, [])
+                summary, limits = _limits(execution.limits or {})
                 step.execution = ExecutionView(
                     execution=execution,
                     code_html=highlight_code(execution.code),
@@ -164,6 +191,8 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
                     outputs=views,
                     text_chars=sum(v.size for v in views if v.kind != "image"),
                     image_bytes=sum(v.size for v in views if v.kind == "image"),
+                    limits_summary=summary,
+                    limits=limits,
                 )
             steps.append(step)
         question = by_id.get(turn.user_message_id)

@@ -87,7 +87,7 @@ def test_a_rated_answer_is_reviewed_flagged_and_exported(page, web, browser, mod
     desk.get_by_label("New note").fill("Ask the model to label axes by default.")
     desk.get_by_role("button", name="Add note").click()
     expect(desk.locator(".notes")).to_contain_text("label axes by default")
-    screenshot(desk, "12-review-transcript")
+    screenshot(desk, "12-review-transcript", full_page=True)
 
     # The flagged set leaves as training JSONL that validates.
     desk.goto(f"{web}/admin/chat/conversation/?flagged__exact=1")
