@@ -17,8 +17,6 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from chat.events import utf16_len
-
 log = logging.getLogger(__name__)
 
 EVENT_HANDLER = "chat.event"  # dispatched to ConversationConsumer.chat_event
@@ -75,29 +73,14 @@ class _Publisher:
     async def _pump(self, group: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         assert self._drained is not None
         layer = get_channel_layer()
-        carry: dict[str, Any] | None = None
         while True:
-            if carry is not None:
-                message, carry = carry, None
-            else:
-                try:
-                    message = await asyncio.wait_for(queue.get(), IDLE_SECONDS)
-                except TimeoutError:
-                    if queue.empty():  # nothing came for a while: let the group go
-                        del self._queues[group]
-                        return
-                    continue
-            taken = 1
-            # Behind (a busy process, a slow Redis): token deltas of one reply that
-            # queued up go out as one event, so a backlog shrinks instead of costing
-            # every later hop (Redis, Daphne, the socket, the page) once per token.
-            while not queue.empty():
-                following = queue.get_nowait()
-                merged = _merge_deltas(message, following)
-                if merged is None:
-                    carry = following
-                    break
-                message, taken = merged, taken + 1
+            try:
+                message = await asyncio.wait_for(queue.get(), IDLE_SECONDS)
+            except TimeoutError:
+                if queue.empty():  # nothing came for a while: let the group go
+                    del self._queues[group]
+                    return
+                continue
             try:
                 await layer.group_send(group, message)
                 self._failing = False
@@ -110,7 +93,7 @@ class _Publisher:
                     )
                 self._failing = True
             finally:
-                self._pending -= taken
+                self._pending -= 1
                 if self._pending == 0:
                     self._drained.set()
 
@@ -132,19 +115,6 @@ class _Publisher:
             done.result(timeout)
         except TimeoutError:
             log.warning("channel publisher did not drain within %.1fs", timeout)
-
-
-def _merge_deltas(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
-    """One delta event for two consecutive deltas of the same reply, or None."""
-    a, b = first["event"], second["event"]
-    if (
-        a.get("type") != "delta"
-        or b.get("type") != "delta"
-        or a["message_id"] != b["message_id"]
-        or b["offset"] != a["offset"] + utf16_len(a["text"])
-    ):
-        return None
-    return {**first, "event": {**a, "text": a["text"] + b["text"]}}
 
 
 _publisher = _Publisher()
