@@ -233,12 +233,18 @@ def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:
 def do_request_stop(conversation: Conversation) -> Turn | None:
     """Ask the running (or queued) turn to stop; the worker ends it as `stopped`."""
     with transaction.atomic():
-        turn = conversation.turns.select_for_update().filter(status__in=Turn.ACTIVE).first()
+        turn = conversation.turns.filter(status__in=Turn.ACTIVE).first()
         if turn is None:
             return None
         if turn.status == Turn.Status.QUEUED:
-            return _finish_turn(turn, Turn.Status.STOPPED)
-        Turn.objects.filter(pk=turn.pk).update(stop_requested=True)
+            # Lock in the order claim and send do (the conversation, then the
+            # turn), or a Stop at the instant of a claim deadlocks with it.
+            list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values("pk"))
+            queued = Turn.objects.select_for_update().filter(pk=turn.pk, status=turn.status).first()
+            if queued is not None:
+                return _finish_turn(queued, Turn.Status.STOPPED)
+            # Claimed meanwhile: the worker sees the request and stops it.
+        Turn.objects.filter(pk=turn.pk, status__in=Turn.ACTIVE).update(stop_requested=True)
     return turn
 
 

@@ -1,12 +1,15 @@
+import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
 from chat import actions
-from chat.models import Message, Turn
+from chat.models import Conversation, Message, Turn
 from chat.serialize import events_after
 from tests.factories import ConversationFactory
 
@@ -129,6 +132,31 @@ def test_stop_ends_a_queued_turn_at_once_and_flags_a_running_one(conversation):
     turn.refresh_from_db()
     assert turn.status == Turn.Status.RUNNING and turn.stop_requested
     assert actions.stop_requested(turn)
+
+
+def test_a_stop_racing_a_claim_waits_instead_of_deadlocking(conversation):
+    _, turn = actions.do_send_user_message(conversation, "hello")
+    errors: list[Exception] = []
+
+    def stop() -> None:
+        try:
+            actions.do_request_stop(conversation)
+        except Exception as exc:  # a deadlock aborts one side after deadlock_timeout
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # A claim locks the conversation row first, then the turn; hold it between the two.
+    with transaction.atomic():
+        list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values("pk"))
+        stopper = threading.Thread(target=stop)
+        stopper.start()
+        time.sleep(0.5)  # let the stop reach its locks
+        Turn.objects.filter(pk=turn.pk).update(status=Turn.Status.RUNNING)
+    stopper.join(10)
+    assert errors == []
+    turn.refresh_from_db()
+    assert turn.status == Turn.Status.RUNNING and turn.stop_requested  # the worker stops it
 
 
 def test_access_is_for_the_owner_only(conversation, owner, other_user, staff):
