@@ -311,19 +311,6 @@ def json_chunks(
 # ---- CodeActInstruct JSONL -------------------------------------------------------------
 
 
-def model_observation(execution: Execution) -> str:
-    """The observation the model was given for an execution (or, for one that
-    never finished, the one it is given from then on)."""
-    if execution.observation:
-        return execution.observation
-    if execution.status == Execution.Status.FAILED:
-        return f"{codeact.OBSERVATION_PREFIX}[The code was not run: {execution.detail}]"
-    return (
-        f"{codeact.OBSERVATION_PREFIX}[The execution was cut off when the worker running it "
-        "stopped; its result is unknown and it was not run again.]"
-    )
-
-
 def training_record(conversation: Conversation) -> dict[str, Any] | None:
     """The conversation as one CodeActInstruct-style record, or None if no turn completed.
 
@@ -353,7 +340,10 @@ def training_record(conversation: Conversation) -> dict[str, Any] | None:
             dialogue.append({"role": "assistant", "content": reply.content})
             execution = getattr(reply, "execution", None)
             if execution is not None:
-                dialogue.append({"role": "user", "content": model_observation(execution)})
+                told = Execution.observation_for(
+                    execution.observation, execution.status, execution.detail
+                )
+                dialogue.append({"role": "user", "content": told})
         last_turn = turn
     if last_turn is None:
         return None

@@ -207,6 +207,19 @@ class Execution(models.Model):
     def __str__(self) -> str:
         return f"cell {self.number} ({self.status})"
 
+    @staticmethod
+    def observation_for(observation: str, status: str, detail: str) -> str:
+        """What the model is told of an execution: its recorded observation, or,
+        for one that never finished, why there is none."""
+        if observation:
+            return observation
+        if status == Execution.Status.FAILED:
+            return f"Execution Output:\n[The code was not run: {detail}]"
+        return (
+            "Execution Output:\n[The execution was cut off when the worker running it stopped; "
+            "its result is unknown and it was not run again.]"
+        )
+
 
 class Output(models.Model):
     """One nbformat output of an execution. Consecutive text on one stream is one row."""

@@ -49,17 +49,6 @@ def model_settings(key: str) -> ModelSettings:
     )
 
 
-def _observation_of(observation: str, status: str, detail: str) -> str:
-    if observation:
-        return observation
-    if status == Execution.Status.FAILED:
-        return f"Execution Output:\n[The code was not run: {detail}]"
-    return (
-        "Execution Output:\n[The execution was cut off when the worker running it stopped; "
-        "its result is unknown and it was not run again.]"
-    )
-
-
 # Plain SQL: both run at the start of every turn, on the way to its first token,
 # where compiling the ORM queries and building model instances cost more than
 # the queries themselves.
@@ -91,7 +80,7 @@ def history_for(turn: Turn) -> list[ChatMessage]:
         history.append({"role": role, "content": content})
         if role == Message.Role.ASSISTANT and execution_id is not None:
             history.append(
-                {"role": "user", "content": _observation_of(observation, status, detail)}
+                {"role": "user", "content": Execution.observation_for(observation, status, detail)}
             )
     return history
 
