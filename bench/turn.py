@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import statistics
@@ -59,6 +60,8 @@ os.environ["CODEACT_MODELS"] = json.dumps(
 import django  # noqa: E402
 
 django.setup()
+# The direct client logs every request at INFO; the table is the output here.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
