@@ -112,6 +112,20 @@ def test_permission_matrix(
         assert records.get().user == user and records.get().actor == user.username
 
 
+def test_the_admin_home_links_the_reviewer_to_the_work(client, reviewer, superuser, staff):
+    client.force_login(reviewer)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "?errors=yes&amp;active=yesterday" in page and "flagged__exact=1" in page
+    assert reverse("review:usage") in page
+    assert reverse("admin:chat_auditrecord_changelist") not in page
+    client.force_login(superuser)
+    assert reverse("admin:chat_auditrecord_changelist") in client.get("/admin/").content.decode()
+    client.force_login(staff)  # staff without the permission: usage only, no log tables
+    page = client.get(reverse("admin:index")).content.decode()
+    assert reverse("review:usage") in page and "errors=yes" not in page
+    assert reverse("admin:chat_message_changelist") not in page
+
+
 def test_the_model_view_permission_alone_shows_no_content(client, staff, analysis):
     from django.contrib.auth.models import Permission
 
