@@ -51,7 +51,9 @@ class ActionError(Exception):
         self.message = message
 
 
-def _notify(conversation_id: Any, event: Any) -> None:
+def notify(conversation_id: Any, event: Any) -> None:
+    """Publish an event once the current transaction commits (never a row the
+    database might still roll back)."""
     transaction.on_commit(lambda: broadcast.publish(conversation_id, event))
 
 
@@ -101,7 +103,7 @@ def _update_conversation(conversation: Conversation, **fields: str) -> Conversat
         for name, value in fields.items():
             setattr(conversation, name, value)
         conversation.save(update_fields=[*fields, "seq", "updated_at"])
-        _notify(conversation.id, conversation_event(conversation))
+        notify(conversation.id, conversation_event(conversation))
     return conversation
 
 
@@ -116,7 +118,7 @@ def do_delete_conversation(conversation: Conversation) -> None:
     conversation_id = conversation.id
     with transaction.atomic():
         conversation.delete()
-        _notify(conversation_id, {"type": "deleted"})
+        notify(conversation_id, {"type": "deleted"})
 
 
 def _clear_live_on_commit(message_id: int) -> None:
@@ -164,7 +166,7 @@ def _start_turn(conversation: Conversation, user_message: Message, seq: int) -> 
     turn = Turn.objects.create(
         conversation=conversation, user_message=user_message, model=conversation.model, seq=seq
     )
-    _notify(conversation.id, turn_event(turn))
+    notify(conversation.id, turn_event(turn))
     _enqueue_turn(turn.pk)
     return turn
 
@@ -198,12 +200,12 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
                 content=text,
                 seq=last - (2 if is_first else 1),
             )
-            _notify(conversation.id, message_event(message))
+            notify(conversation.id, message_event(message))
             if is_first:
                 conversation.title = _title_from(text)
                 conversation.seq = last - 1
                 conversation.save(update_fields=["title", "seq", "updated_at"])
-                _notify(conversation.id, conversation_event(conversation))
+                notify(conversation.id, conversation_event(conversation))
             turn = _start_turn(conversation, message, last)
     except IntegrityError:
         raise ActionError("turn_in_progress", TURN_IN_PROGRESS) from None
@@ -306,8 +308,8 @@ def claim_turn(turn_id: int) -> Turn | None:
             )
             reply.conversation = turn.conversation
             turn.first_reply = reply  # type: ignore[attr-defined]
-            _notify(turn.conversation_id, turn_event(turn))
-            _notify(turn.conversation_id, message_event(reply))
+            notify(turn.conversation_id, turn_event(turn))
+            notify(turn.conversation_id, message_event(reply))
         return turn
     except _NotClaimed:
         pass
@@ -342,7 +344,7 @@ def do_start_reply(turn: Turn) -> Message:
             status=Message.Status.STREAMING,
             seq=turn.conversation.next_seq(),
         )
-        _notify(turn.conversation_id, message_event(message))
+        notify(turn.conversation_id, message_event(message))
     return message
 
 
@@ -367,7 +369,7 @@ def do_finish_reply(
         message.final = final
         message.seq = message.conversation.next_seq()
         message.save(update_fields=["content", "status", "usage", "final", "seq", "updated_at"])
-        _notify(message.conversation_id, message_event(message))
+        notify(message.conversation_id, message_event(message))
         _clear_live_on_commit(message.pk)
     return message
 
@@ -383,7 +385,7 @@ def do_add_notice(turn: Turn, code: str, text: str) -> Message:
             content=text,
             seq=turn.conversation.next_seq(),
         )
-        _notify(turn.conversation_id, message_event(message))
+        notify(turn.conversation_id, message_event(message))
     return message
 
 
@@ -395,7 +397,7 @@ def _finish_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Tu
     turn.finished_at = timezone.now()
     turn.seq = turn.conversation.next_seq()
     turn.save(update_fields=["status", "error_code", "error", "lease_until", "finished_at", "seq"])
-    _notify(turn.conversation_id, turn_event(turn))
+    notify(turn.conversation_id, turn_event(turn))
     return turn
 
 
@@ -420,7 +422,7 @@ def do_interrupt_turn(turn: Turn) -> None:
             message.status = Message.Status.INTERRUPTED
             message.seq = locked.conversation.next_seq()
             message.save(update_fields=["content", "status", "seq", "updated_at"])
-            _notify(locked.conversation_id, message_event(message))
+            notify(locked.conversation_id, message_event(message))
             _clear_live_on_commit(message.pk)
         for execution in locked.executions.filter(status=Execution.Status.RUNNING):
             execution.conversation = locked.conversation
@@ -480,7 +482,7 @@ def do_start_execution(
             seq=seq,
             limits=limits,
         )
-        _notify(turn.conversation_id, execution_event(execution))
+        notify(turn.conversation_id, execution_event(execution))
     return execution
 
 
@@ -494,7 +496,7 @@ def _close_execution(execution: Execution, status: str, detail: str, **fields: A
         setattr(execution, name, value)
     execution.seq = execution.conversation.next_seq()
     execution.save()
-    _notify(execution.conversation_id, execution_event(execution))
+    notify(execution.conversation_id, execution_event(execution))
 
 
 def do_finish_execution(
@@ -610,7 +612,7 @@ def do_record_outputs(
                     Output.objects.filter(pk=row.pk).update(
                         text=Concat(F("text"), Value(text)), seq=seq
                     )
-                    _notify(
+                    notify(
                         conversation.id,
                         {
                             "type": "output_delta",
@@ -638,4 +640,4 @@ def do_record_outputs(
             is_stream = row.output_type == Output.Type.STREAM
             tail.output = row if is_stream else None
             tail.length = utf16_len(row.text) if is_stream else 0
-            _notify(conversation.id, output_event(row))
+            notify(conversation.id, output_event(row))

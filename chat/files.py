@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
-from chat.actions import ActionError, _notify
+from chat.actions import ActionError, notify
 from chat.models import Conversation, Execution, WorkspaceFile
 from chat.serialize import file_event
 from sandbox.api import MiB
@@ -99,7 +99,7 @@ def do_upload_file(conversation: Conversation, user: Any, name: str, data: bytes
             uploaded_by=user,
             seq=seq,
         )
-        _notify(conversation.id, file_event(file))
+        notify(conversation.id, file_event(file))
     return file
 
 
@@ -129,7 +129,7 @@ def do_capture_file(
             seq,
         )
         file.save()
-        _notify(conversation.id, file_event(file))
+        notify(conversation.id, file_event(file))
     return file
 
 
