@@ -68,6 +68,12 @@ class LogAdmin(ReadOnlyAdmin):
     def conversation_of(self, obj: Any) -> Any:
         return getattr(obj, "conversation_id", None)
 
+    @admin.display(description="Conversation")
+    def conversation_link(self, obj: Any) -> str:
+        """The row's conversation, linked to its (audited) transcript."""
+        url = reverse("review:transcript", kwargs={"conversation_id": obj.conversation_id})
+        return format_html('<a href="{}">{}</a>', url, obj.conversation.title)
+
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -144,14 +150,15 @@ class LastActivityFilter(admin.SimpleListFilter):
         elif self.value() in ("7d", "30d"):
             days = 7 if self.value() == "7d" else 30
             start, _ = review.day_bounds(today - timedelta(days=days - 1))
-            end = timezone.now() + timedelta(days=1)
+            end = None
         else:
             return queryset
         # Activity on a day means a turn asked that day, not just a rename.
-        return queryset.filter(
-            Q(updated_at__gte=start, updated_at__lt=end)
-            | Q(turns__created_at__gte=start, turns__created_at__lt=end)
-        ).distinct()
+        updated, asked = Q(updated_at__gte=start), Q(turns__created_at__gte=start)
+        if end is not None:
+            updated &= Q(updated_at__lt=end)
+            asked &= Q(turns__created_at__lt=end)
+        return queryset.filter(updated | asked).distinct()
 
 
 class HasErrorsFilter(admin.SimpleListFilter):
@@ -317,11 +324,6 @@ class ConversationAdmin(LogAdmin):
 # ---- the rows of a conversation --------------------------------------------------
 
 
-def _conversation_link(obj: Any) -> str:
-    url = reverse("review:transcript", kwargs={"conversation_id": obj.conversation_id})
-    return format_html('<a href="{}">{}</a>', url, obj.conversation.title)
-
-
 @admin.register(Turn)
 class TurnAdmin(LogAdmin):
     list_display = (
@@ -340,10 +342,6 @@ class TurnAdmin(LogAdmin):
     list_select_related = ("conversation__owner",)
     exclude = ("user_message",)
     readonly_fields = ("question",)
-
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: Turn) -> str:
-        return _conversation_link(obj)
 
     @admin.display(description="Owner", ordering="conversation__owner__username")
     def owner(self, obj: Turn) -> str:
@@ -368,10 +366,6 @@ class MessageAdmin(LogAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("conversation",)
     exclude = ("turn",)
-
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: Message) -> str:
-        return _conversation_link(obj)
 
     @admin.display(description="Text")
     def text(self, obj: Message) -> str:
@@ -402,10 +396,6 @@ class ExecutionAdmin(LogAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
         queryset: QuerySet[Execution] = super().get_queryset(request)
         return queryset.annotate(text_chars=Coalesce(Sum(Length("outputs__text")), 0))
-
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: Execution) -> str:
-        return _conversation_link(obj)
 
     @admin.display(description="Code")
     def code_preview(self, obj: Execution) -> str:
@@ -456,10 +446,6 @@ class WorkspaceFileAdmin(LogAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkspaceFile]:
         return super().get_queryset(request).defer("content")
 
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: WorkspaceFile) -> str:
-        return _conversation_link(obj)
-
 
 @admin.register(Feedback)
 class FeedbackAdmin(LogAdmin):
@@ -468,10 +454,6 @@ class FeedbackAdmin(LogAdmin):
     search_fields = ("comment",)
     list_select_related = ("conversation", "user")
     exclude = ("message", "conversation")
-
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: Feedback) -> str:
-        return _conversation_link(obj)
 
     @admin.display(description="Comment")
     def comment_preview(self, obj: Feedback) -> str:
@@ -484,10 +466,6 @@ class ReviewNoteAdmin(LogAdmin):
     list_select_related = ("conversation", "author")
     search_fields = ("text",)
     exclude = ("conversation",)
-
-    @admin.display(description="Conversation")
-    def conversation_link(self, obj: ReviewNote) -> str:
-        return _conversation_link(obj)
 
     @admin.display(description="Note")
     def text_preview(self, obj: ReviewNote) -> str:
