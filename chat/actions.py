@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import socket
@@ -51,10 +52,18 @@ class ActionError(Exception):
         self.message = message
 
 
-def notify(conversation_id: Any, event: Any) -> None:
-    """Publish an event once the current transaction commits (never a row the
-    database might still roll back)."""
-    transaction.on_commit(lambda: broadcast.publish(conversation_id, event))
+def notify(conversation_id: Any, *events: Any) -> None:
+    """Publish events once the current transaction commits (never a row the
+    database might still roll back); several events go out in one round trip."""
+    transaction.on_commit(lambda: broadcast.publish(conversation_id, *events))
+
+
+def _one_statement() -> Any:
+    """For a write done in one SQL statement: outside a transaction the statement
+    commits on its own (one round trip, where an atomic block adds a BEGIN and a
+    COMMIT); inside the caller's transaction it gets a savepoint, so a failure
+    leaves that transaction usable."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
 
 
 def access_conversation(
@@ -136,24 +145,33 @@ def _title_from(text: str) -> str:
     return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
 
 
-def _take_seqs(conversation: Conversation, count: int) -> int:
-    """Take `count` consecutive sequence numbers in one round trip; returns the last.
-
-    Like Conversation.next_seq, it must run inside the writer's transaction: the
-    UPDATE locks the conversation row until commit.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE chat_conversation SET last_seq = last_seq + %s, updated_at = %s "
-            "WHERE id = %s RETURNING last_seq",
-            [count, timezone.now(), conversation.id],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        raise Conversation.DoesNotExist(conversation.id)
-    conversation.last_seq = int(row[0])
-    return conversation.last_seq
-
+# The user's message and its queued turn in one statement (one round trip on the way
+# to the first token): take the numbers (message, the title when this is the first
+# message, the turn), store the message, queue the turn.
+_SEND_SQL = """
+WITH bumped AS (
+    UPDATE chat_conversation SET
+        last_seq = last_seq + %(count)s,
+        updated_at = %(now)s,
+        title = CASE WHEN %(first)s THEN %(title)s ELSE title END,
+        seq = CASE WHEN %(first)s THEN last_seq + 2 ELSE seq END
+    WHERE id = %(conversation)s
+    RETURNING last_seq
+), message AS (
+    INSERT INTO chat_message
+        (conversation_id, seq, role, content, status, final, code, created_at, updated_at)
+    SELECT %(conversation)s, last_seq - %(count)s + 1, 'user', %(text)s, 'complete', false, '',
+        %(now)s, %(now)s
+    FROM bumped
+    RETURNING id
+)
+INSERT INTO chat_turn (conversation_id, user_message_id, seq, status, model, stop_requested,
+    worker, error_code, error, created_at)
+SELECT %(conversation)s, message.id, bumped.last_seq, 'queued', %(model)s, false, '', '', '',
+    %(now)s
+FROM bumped, message
+RETURNING user_message_id, id, seq
+"""
 
 TURN_IN_PROGRESS = (
     "The assistant is still answering the previous message. Wait for it or press Stop."
@@ -187,28 +205,54 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
             f"{settings.CODEACT_MAX_MESSAGE_CHARS:,}.",
         )
     default_title = Conversation._meta.get_field("title").default
+    first = conversation.title == default_title and not conversation.messages.exists()
+    title = _title_from(text) if first else ""
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "conversation": conversation.id,
+        "count": 3 if first else 2,
+        "first": first,
+        "title": title,
+        "text": text,
+        "model": conversation.model,
+        "now": now,
+    }
     try:
-        with transaction.atomic():
-            # A turn already running is caught by the one-active-turn constraint when
-            # the new turn is inserted, and this whole transaction is rolled back.
-            is_first = conversation.title == default_title and not conversation.messages.exists()
-            # One round trip for every number this message takes (message, title, turn).
-            last = _take_seqs(conversation, 3 if is_first else 2)
-            message = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.USER,
-                content=text,
-                seq=last - (2 if is_first else 1),
-            )
-            notify(conversation.id, message_event(message))
-            if is_first:
-                conversation.title = _title_from(text)
-                conversation.seq = last - 1
-                conversation.save(update_fields=["title", "seq", "updated_at"])
-                notify(conversation.id, conversation_event(conversation))
-            turn = _start_turn(conversation, message, last)
+        with _one_statement(), connection.cursor() as cursor:
+            # A turn already queued or running is caught by the one-active-turn
+            # constraint and the whole statement fails: nothing is stored.
+            cursor.execute(_SEND_SQL, params)
+            row = cursor.fetchone()
     except IntegrityError:
         raise ActionError("turn_in_progress", TURN_IN_PROGRESS) from None
+    if row is None:
+        raise Http404("No such conversation")
+    message_id, turn_id, last = row
+    conversation.last_seq = last
+    message = Message(
+        id=message_id,
+        conversation=conversation,
+        role=Message.Role.USER,
+        content=text,
+        status=Message.Status.COMPLETE,
+        seq=last - params["count"] + 1,
+        created_at=now,
+        updated_at=now,
+    )
+    turn = Turn(
+        id=turn_id,
+        conversation=conversation,
+        user_message=message,
+        model=conversation.model,
+        seq=last,
+        created_at=now,
+    )
+    events: list[Any] = [message_event(message)]
+    if first:
+        conversation.title, conversation.seq = title, last - 1
+        events.append(conversation_event(conversation))
+    notify(conversation.id, *events, turn_event(turn))
+    _enqueue_turn(turn.pk)
     return message, turn
 
 
@@ -253,33 +297,47 @@ def do_request_stop(conversation: Conversation) -> Turn | None:
 # --- used by the worker -------------------------------------------------------
 
 
-# Claim a queued turn and take two sequence numbers (the turn's, then its first
-# reply's) in one statement. Only a turn still queued is claimed, and the
-# conversation row is locked (numbers stay in commit order) before the turn is.
-_CLAIM_SQL = """
+def _columns(model: type[Any], table: str) -> str:
+    return ", ".join(f"{table}.{f.column}" for f in model._meta.concrete_fields)
+
+
+# Claim a queued turn in one statement (one round trip on the way to the first
+# token): take two sequence numbers (the turn's, then its first reply's), mark the
+# turn running with a lease, store the first reply (streaming, empty), and return
+# all three rows. Only a turn still queued is claimed, and the conversation row is
+# locked before the turn (the order every other writer uses: no deadlock). A
+# duplicate delivery that loses the race for the turn row still takes its two
+# numbers; a client treats the gap as a reason to resync, and finds nothing missing.
+_CLAIM_SQL = f"""
 WITH bumped AS (
     UPDATE chat_conversation SET last_seq = last_seq + 2, updated_at = %(now)s
     WHERE id = (SELECT conversation_id FROM chat_turn WHERE id = %(turn)s AND status = 'queued')
-    RETURNING last_seq
+    RETURNING {_columns(Conversation, "chat_conversation")}
+), claimed AS (
+    UPDATE chat_turn SET status = 'running', lease_until = %(lease)s, worker = %(worker)s,
+        started_at = %(now)s, seq = bumped.last_seq - 1
+    FROM bumped WHERE chat_turn.id = %(turn)s AND chat_turn.status = 'queued'
+    RETURNING {_columns(Turn, "chat_turn")}
+), reply AS (
+    INSERT INTO chat_message
+        (conversation_id, turn_id, seq, role, content, status, final, code, created_at, updated_at)
+    SELECT conversation_id, id, seq + 1, 'assistant', '', 'streaming', false, '',
+        %(now)s, %(now)s
+    FROM claimed
+    RETURNING id, seq
 )
-UPDATE chat_turn SET status = 'running', lease_until = %(lease)s, worker = %(worker)s,
-    started_at = %(now)s, seq = bumped.last_seq - 1
-FROM bumped WHERE chat_turn.id = %(turn)s AND chat_turn.status = 'queued'
-RETURNING bumped.last_seq
+SELECT reply.id, reply.seq, {_columns(Turn, "claimed")}, {_columns(Conversation, "bumped")}
+FROM reply, claimed, bumped
 """
-
-
-class _NotClaimed(Exception):
-    pass
 
 
 def claim_turn(turn_id: int) -> Turn | None:
     """Compare-and-set a queued turn to running with a lease; None if not ours to run.
 
     The claimed turn comes with its first reply already stored (streaming, empty)
-    as `turn.first_reply`: one transaction instead of two on the way to the
-    first token. A turn found running with an expired lease belonged to a worker
-    that died: it is marked interrupted (and never silently re-run).
+    as `turn.first_reply`, and with its conversation. A turn found running with an
+    expired lease belonged to a worker that died: it is marked interrupted (and
+    never silently re-run).
     """
     now = timezone.now()
     params: dict[str, Any] = {
@@ -288,35 +346,34 @@ def claim_turn(turn_id: int) -> Turn | None:
         "lease": Turn.lease_expiry(),
         "worker": worker_name(),
     }
-    try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_CLAIM_SQL, params)
-                row = cursor.fetchone()
-            if row is None:
-                # Lost the race (or not queued): roll back, so a number taken by a
-                # concurrent claim that lost on the turn row is not burnt.
-                raise _NotClaimed
-            turn = Turn.objects.select_related("conversation", "user_message").get(pk=turn_id)
-            turn.conversation.last_seq = int(row[0])
-            reply = Message.objects.create(
-                conversation_id=turn.conversation_id,
-                turn=turn,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                seq=int(row[0]),
-            )
-            reply.conversation = turn.conversation
-            turn.first_reply = reply  # type: ignore[attr-defined]
-            notify(turn.conversation_id, turn_event(turn))
-            notify(turn.conversation_id, message_event(reply))
-        return turn
-    except _NotClaimed:
-        pass
-    stale = Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now).first()
-    if stale is not None:
-        do_interrupt_turn(stale)
-    return None
+    with _one_statement(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        stale = Turn.objects.filter(
+            pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now
+        ).first()
+        if stale is not None:
+            do_interrupt_turn(stale)
+        return None
+    turn_fields = [f.attname for f in Turn._meta.concrete_fields]
+    conversation_fields = [f.attname for f in Conversation._meta.concrete_fields]
+    split = 2 + len(turn_fields)
+    turn = Turn.from_db(connection.alias, turn_fields, row[2:split])
+    turn.conversation = Conversation.from_db(connection.alias, conversation_fields, row[split:])
+    reply = Message(
+        id=row[0],
+        conversation=turn.conversation,
+        turn=turn,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        seq=row[1],
+        created_at=now,
+        updated_at=now,
+    )
+    turn.first_reply = reply  # type: ignore[attr-defined]
+    notify(turn.conversation_id, turn_event(turn), message_event(reply))
+    return turn
 
 
 def extend_lease(turn: Turn) -> None:

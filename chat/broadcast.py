@@ -1,26 +1,30 @@
 """Deliver events to a conversation's websocket group from synchronous code.
 
-Workers and views are synchronous; the channel layer is asyncio. One event
-loop in a daemon thread per process owns the layer's Redis connection, and a
-FIFO queue per conversation keeps its events in the order they were published
-(token deltas must not overtake the message that completes them).
-Publishing never blocks the caller; `flush()` waits until the queue is sent.
+Workers and views are synchronous. An event is one Redis PUBLISH, sent from
+the calling thread on the message format and group channel of the Channels
+layer (`RedisPubSubChannelLayer`), so every consumer subscribed to the group
+receives it as if `group_send` had sent it. Going through the asyncio layer
+instead cost a hop to an event-loop thread and ~0.5 ms of CPU per event; with
+a token delta per event, that was the largest per-token cost of a turn.
+
+Events of one conversation keep their order: they are published by the thread
+that produces them, one after the other. Delivery is at most once by design:
+while Redis is unreachable, events are dropped (one warning per outage, and
+no attempt for a second after each failure, so a turn does not wait on every
+token) and clients resync from the database by sequence number.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
-from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
+import redis
 from channels.layers import get_channel_layer
+from django.conf import settings
 
-log = logging.getLogger(__name__)
+from chat import live
 
 EVENT_HANDLER = "chat.event"  # dispatched to ConversationConsumer.chat_event
-IDLE_SECONDS = 60.0  # a group's queue and task go away after this long without events
 
 
 def group_name(conversation_id: Any) -> str:
@@ -28,103 +32,32 @@ def group_name(conversation_id: Any) -> str:
     return f"conv.{hex_id.replace('-', '')}"
 
 
-class _Publisher:
-    """One FIFO per group (a conversation's events keep their order) drained by
-    its own task, so a busy conversation or a slow Redis round trip does not
-    hold up the others."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        self._pending = 0
-        self._drained: asyncio.Event | None = None
-        self._failing = False
-
-    def _start(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is not None:
-                return self._loop
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                self._drained = asyncio.Event()
-                self._drained.set()
-                ready.set()
-                loop.run_forever()
-
-            threading.Thread(target=run, name="channel-publisher", daemon=True).start()
-            ready.wait()
-            self._loop = loop
-            return loop
-
-    def _enqueue(self, group: str, message: dict[str, Any]) -> None:
-        assert self._drained is not None
-        self._pending += 1
-        self._drained.clear()
-        queue = self._queues.get(group)
-        if queue is None:
-            queue = self._queues[group] = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._pump(group, queue))
-        queue.put_nowait(message)
-
-    async def _pump(self, group: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        assert self._drained is not None
-        layer = get_channel_layer()
-        while True:
-            try:
-                message = await asyncio.wait_for(queue.get(), IDLE_SECONDS)
-            except TimeoutError:
-                if queue.empty():  # nothing came for a while: let the group go
-                    del self._queues[group]
-                    return
-                continue
-            try:
-                await layer.group_send(group, message)
-                self._failing = False
-            except Exception as exc:
-                # At-most-once by design: clients resync from the database. One
-                # warning per outage, not one per token.
-                if not self._failing:
-                    log.warning(
-                        "could not publish to %s: %r (muted until it works again)", group, exc
-                    )
-                self._failing = True
-            finally:
-                self._pending -= 1
-                if self._pending == 0:
-                    self._drained.set()
-
-    def publish(self, group: str, event: dict[str, Any]) -> None:
-        loop = self._start()
-        message = {"type": EVENT_HANDLER, "event": event}
-        loop.call_soon_threadsafe(self._enqueue, group, message)
-
-    def flush(self, timeout: float = 5.0) -> None:
-        if self._loop is None or self._drained is None:
-            return
-        drained = self._drained
-
-        async def wait() -> None:
-            await drained.wait()
-
-        done: Future[None] = asyncio.run_coroutine_threadsafe(wait(), self._loop)
-        try:
-            done.result(timeout)
-        except TimeoutError:
-            log.warning("channel publisher did not drain within %.1fs", timeout)
+def group_channel(group: str) -> str:
+    """The Redis channel the pub/sub layer uses for a group (its `_get_group_channel_name`)."""
+    config = cast(dict[str, Any], settings.CHANNEL_LAYERS["default"]["CONFIG"])
+    return f"{config.get('prefix', 'asgi')}__group__{group}"
 
 
-_publisher = _Publisher()
+def encode(conversation_id: Any, event: Any) -> tuple[str, bytes]:
+    """The channel and payload of an event: what `group_send` would publish."""
+    message = {"type": EVENT_HANDLER, "event": dict(event)}
+    return group_channel(group_name(conversation_id)), get_channel_layer().serialize(message)
 
 
-def publish(conversation_id: Any, event: Any) -> None:
-    """Queue an event for every websocket watching the conversation."""
-    _publisher.publish(group_name(conversation_id), dict(event))
-
-
-def flush(timeout: float = 5.0) -> None:
-    """Wait until everything published so far has been handed to the channel layer."""
-    _publisher.flush(timeout)
+def publish(conversation_id: Any, *events: Any) -> None:
+    """Send events, in order, to every websocket watching the conversation
+    (several events: one round trip)."""
+    if live.outage.paused() or not events:
+        return
+    try:
+        if len(events) == 1:
+            live.redis_client().publish(*encode(conversation_id, events[0]))
+        else:
+            pipe = live.redis_client().pipeline(transaction=False)
+            for event in events:
+                pipe.publish(*encode(conversation_id, event))
+            pipe.execute()
+    except redis.RedisError as exc:
+        live.outage.failed("could not publish an event", exc)
+    else:
+        live.outage.worked()

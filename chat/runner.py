@@ -146,10 +146,18 @@ class TurnRunner:
             return
         text, self.unsent = "".join(self.unsent), []
         self.live_bytes += len(text.encode())
-        live.append(self.message.pk, text, self.live_bytes, self._text_so_far)
-        broadcast.publish(
-            self.turn.conversation_id,
-            {"type": "delta", "message_id": self.message.pk, "offset": self.offset, "text": text},
+        event = {
+            "type": "delta",
+            "message_id": self.message.pk,
+            "offset": self.offset,
+            "text": text,
+        }
+        live.append(
+            self.message.pk,
+            text,
+            self.live_bytes,
+            self._text_so_far,
+            publish=broadcast.encode(self.turn.conversation_id, event),
         )
         self.offset += utf16_len(text)
         self.last_delta = time.monotonic()
@@ -254,7 +262,6 @@ class TurnRunner:
             actions.do_finish_turn(self.turn, status)
         finally:
             self.workspace.close()
-            broadcast.flush()
 
     def _fail(self, code: str, message: str) -> None:
         if self.message is None:  # failed before the model was asked: close the stored reply

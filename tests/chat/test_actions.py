@@ -200,3 +200,41 @@ def test_an_interrupted_turn_marks_its_running_code_as_lost(conversation):
     assert execution.finished_at is not None
     kinds = [e["type"] for e in events_after(conversation, 0)]
     assert kinds.count("execution") == 1  # one row, announced at its latest state
+
+
+def test_what_send_and_claim_publish_is_what_a_resync_returns(conversation):
+    """The send and the claim each write in one statement and build the events from
+    what it returned: those events must match the rows a reconnecting client reads."""
+    published: list[dict] = []
+    with mock.patch(
+        "chat.broadcast.publish", side_effect=lambda _c, *events: published.extend(events)
+    ):
+        _, turn = actions.do_send_user_message(conversation, "first question")
+        claimed = actions.claim_turn(turn.pk)
+        assert claimed is not None
+        actions.do_finish_reply(claimed.first_reply, "an answer", "complete", final=True)
+        actions.do_finish_turn(claimed, Turn.Status.DONE)
+        _, turn = actions.do_send_user_message(conversation, "second question")
+        actions.claim_turn(turn.pk)
+    seqs = [e["seq"] for e in published]
+    # first message: message, title, turn; claim: turn, reply; then one number per change
+    assert seqs == list(range(1, len(published) + 1))
+    kinds = [e["type"] for e in published[:5]]
+    assert kinds == ["message", "conversation", "turn", "turn", "message"]
+    latest = {(e["type"], _row_id(e)): e for e in published}
+    assert sorted(latest.values(), key=lambda e: e["seq"]) == events_after(conversation, 0)
+    conversation.refresh_from_db()
+    assert conversation.last_seq == seqs[-1] and conversation.title == "first question"
+
+
+def _row_id(event):
+    body = event[event["type"]]
+    return body["id"]
+
+
+def test_a_refused_send_inside_a_transaction_leaves_it_usable(conversation):
+    actions.do_send_user_message(conversation, "first")
+    with transaction.atomic():
+        with pytest.raises(actions.ActionError):
+            actions.do_send_user_message(conversation, "second")
+        assert conversation.messages.count() == 1  # the transaction still works
