@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -164,14 +165,30 @@ def direct_stream(messages: list[dict[str, str]]) -> Timing:
     )
 
 
-async def direct_level(concurrency: int, rounds: int) -> list[Timing]:
+def offsets(concurrency: int, seed: int) -> list[float]:
+    """When each conversation starts, in seconds: spread at random (seeded) over one
+    reply's length, as independent users are. `burst` rows start them all at once."""
+    spread = TOKENS / RATE
+    rng = random.Random(seed)
+    return [0.0] + [rng.uniform(0, spread) for _ in range(concurrency - 1)]
+
+
+async def direct_level(concurrency: int, rounds: int, burst: bool = False) -> list[Timing]:
     ask = [{"role": "user", "content": "stream please"}]
-    timings: list[Timing] = []
-    for _ in range(rounds):
-        timings += await asyncio.gather(
-            *[asyncio.to_thread(direct_stream, ask) for _ in range(concurrency)]
-        )
-    return timings
+
+    async def conversation(delay: float) -> list[Timing]:
+        await asyncio.sleep(delay)
+        return [await asyncio.to_thread(direct_stream, ask) for _ in range(rounds)]
+
+    starts = [0.0] * concurrency if burst else offsets(concurrency, seed=concurrency)
+    if burst:  # every round starts together
+        timings: list[Timing] = []
+        for _ in range(rounds):
+            timings += await asyncio.gather(
+                *[asyncio.to_thread(direct_stream, ask) for _ in range(concurrency)]
+            )
+        return timings
+    return [t for ts in await asyncio.gather(*map(conversation, starts)) for t in ts]
 
 
 async def direct_cell_model_time(concurrency: int) -> float:
@@ -252,11 +269,24 @@ def make_clients(count: int, web_port: int) -> list[Client]:
     return clients
 
 
-async def app_level(clients: list[Client], text: str, rounds: int) -> list[Timing]:
-    timings: list[Timing] = []
-    for _ in range(rounds):
-        timings += await asyncio.gather(*[c.turn(text) for c in clients])
-    return timings
+async def app_level(
+    clients: list[Client], text: str, rounds: int, burst: bool = True
+) -> list[Timing]:
+    """Each conversation sends `rounds` messages, each after the previous answer.
+    Steady (burst=False): conversations start at spread-out moments and then run
+    back to back. Burst: every round, all of them send in the same instant."""
+    if burst:
+        timings: list[Timing] = []
+        for _ in range(rounds):
+            timings += await asyncio.gather(*[c.turn(text) for c in clients])
+        return timings
+
+    async def conversation(client: Client, delay: float) -> list[Timing]:
+        await asyncio.sleep(delay)
+        return [await client.turn(text) for _ in range(rounds)]
+
+    starts = offsets(len(clients), seed=len(clients))
+    return [t for ts in await asyncio.gather(*map(conversation, clients, starts)) for t in ts]
 
 
 # --- report -------------------------------------------------------------------------
@@ -296,12 +326,12 @@ async def run(web_port: int, pids: dict[str, int]) -> list[str]:
     for client in all_clients:
         await client.open()
     for level in LEVELS:
-        rounds = max(1, ROUNDS * (30 // level)) if level < 50 else ROUNDS
+        rounds = max(3, ROUNDS * (60 // level)) if level < 50 else 2 * ROUNDS
         clients = all_clients[:level]
         await app_level(clients, "warm up", 1)
         direct = await direct_level(level, rounds)
         with CpuMeter(pids) as cpu:
-            app = await app_level(clients, "stream please", rounds)
+            app = await app_level(clients, "stream please", rounds, burst=False)
         base_first = statistics.median(t.first for t in direct)
         base_rate = statistics.median(t.rate for t in direct)
         overhead = [t.first - base_first for t in app]
@@ -314,6 +344,17 @@ async def run(web_port: int, pids: dict[str, int]) -> list[str]:
             f"{p(ratios, 0.5):>9.3f} {p(ratios, 0.05):>9.3f} {'x':>4} {len(ratios):>4}"
             "   (p50, p5)"
         )
+        if level > 1:  # the same, every conversation sending in the same instant
+            bursts = max(2, ROUNDS * 40 // level)
+            direct_burst = await direct_level(level, bursts, burst=True)
+            app_burst = await app_level(clients, "stream please", bursts, burst=True)
+            burst_first = statistics.median(t.first for t in direct_burst)
+            lines.append(
+                row(
+                    f"  (first token, app - direct, {level} at once)",
+                    [t.first - burst_first for t in app_burst],
+                )
+            )
         if level == 1:
             verdicts.append(
                 ("first-token overhead p50, 1 conv <= 25 ms", p(overhead, 0.5) * 1000, 25)
