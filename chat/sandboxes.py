@@ -3,7 +3,10 @@
 The database is the registry. A warm container is claimed with a row lock
 (SKIP LOCKED), so two workers never get the same one; a container that the
 registry does not list as live, but that carries this deployment's label, is
-an orphan and is removed.
+an orphan and is removed, once it is older than the time a sandbox may take to
+start: a container is created before its row is written (a warm one only
+after its libraries are imported), and a reconcile running meanwhile in
+another thread or worker must not take it for an orphan.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -203,9 +206,25 @@ def reap_idle() -> int:
     return len(idle)
 
 
-def reconcile() -> dict[str, int]:
-    """Remove labelled containers the registry does not know, and retire records
-    whose container is gone (stopped containers count as gone)."""
+def _age_seconds(container: Any) -> float:
+    """Seconds since Docker created the container (inspect gives RFC 3339 with
+    nanoseconds, the list endpoint a Unix time)."""
+    created = container.attrs.get("Created")
+    if isinstance(created, int | float):
+        return datetime.now(UTC).timestamp() - float(created)
+    if isinstance(created, str) and created:
+        stamp = created.rstrip("Z").split(".")[0]  # datetime has no nanoseconds
+        born = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+        return (datetime.now(UTC) - born).total_seconds()
+    return float("inf")  # unknown: old enough
+
+
+def reconcile(grace: float | None = None) -> dict[str, int]:
+    """Remove labelled containers the registry does not know (once older than
+    `grace` seconds: by default the sandbox start timeout plus a margin), and
+    retire records whose container is gone (stopped containers count as gone)."""
+    if grace is None:
+        grace = limits().start_timeout + 30.0
     live = {r.container_id: r for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE)}
     seen: set[str] = set()
     orphans = 0
@@ -215,6 +234,8 @@ def reconcile() -> dict[str, int]:
             continue
         if container.id in live:
             continue  # stopped: retired below
+        if _age_seconds(container) < grace:
+            continue  # being created: its row is not written yet
         orphans += 1
         try:
             container.remove(force=True)
