@@ -64,6 +64,7 @@ django.setup()
 # The direct client logs every request at INFO; the table is the output here.
 logging.getLogger("httpx2").setLevel(logging.WARNING)
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
@@ -302,23 +303,26 @@ def row(name: str, samples: list[float], unit: str = "ms", scale: float = 1000.0
 class CpuMeter:
     """CPU the app's processes spend per turn: steadier than latency on a busy machine."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = pids
         self.start: dict[str, float] = {}
 
     def __enter__(self) -> CpuMeter:
-        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.start = {name: self._cpu(name) for name in self.pids}
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.used = {n: cpu_seconds(pid) - self.start[n] for n, pid in self.pids.items()}
+        self.used = {name: self._cpu(name) - self.start[name] for name in self.pids}
+
+    def _cpu(self, name: str) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids[name])
 
     def line(self, what: str, turns: int) -> str:
         per_turn = ", ".join(f"{n} {used / turns * 1000:.1f}" for n, used in self.used.items())
         return f"  (CPU per {what}: {per_turn} ms)"
 
 
-async def run(web_port: int, pids: dict[str, int]) -> list[str]:
+async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
     lines = []
     verdicts = []
     count = max(LEVELS + CELL_LEVELS, default=1)
@@ -427,18 +431,26 @@ def start_model_server() -> subprocess.Popen[bytes]:
 def main() -> None:
     server = start_model_server()
     web_port = free_port()
-    worker = start_worker(name="bench-worker", concurrency=64)
+    # The worker processes `make run` starts (CODEACT_WORKER_PROCESSES), each able
+    # to run every conversation of the largest level.
+    workers = [
+        start_worker(name=f"bench-worker{n}", concurrency=64)
+        for n in range(settings.CODEACT_WORKER_PROCESSES)
+    ]
     web = start_web(web_port)
     print(
         f"scripted model: {TOKENS} tokens at {RATE:g} tokens/s per reply; "
-        f"levels {LEVELS} (one-cell turns at {CELL_LEVELS})\n",
+        f"levels {LEVELS} (one-cell turns at {CELL_LEVELS}); "
+        f"{len(workers)} worker process(es)\n",
         flush=True,
     )
     try:
-        lines = asyncio.run(run(web_port, {"web": web.proc.pid, "worker": worker.proc.pid}))
+        pids = {"web": [web.proc.pid], "worker": [w.proc.pid for w in workers]}
+        lines = asyncio.run(run(web_port, pids))
     finally:
         web.stop()
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         server.terminate()
         cleanup()
     print(f"{'row':<48} {'p50':>9} {'p95':>9} {'unit':>4} {'n':>4}")

@@ -6,6 +6,7 @@ for development, tests and production; behaviour differs only by values.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -109,6 +110,14 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "codeact")
 # and health-checked at each task start instead (chat.tasks).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# `make run` starts this many worker processes, each running up to
+# CODEACT_WORKER_CONCURRENCY turns in threads. A turn is mostly waiting (model,
+# kernel, database), but its Python runs under one process's GIL: one process
+# per core lets a busy machine use all of them.
+CODEACT_WORKER_PROCESSES = env_int(
+    "CODEACT_WORKER_PROCESSES", min(4, len(os.sched_getaffinity(0))), minimum=1
+)
+CODEACT_WORKER_CONCURRENCY = env_int("CODEACT_WORKER_CONCURRENCY", 32, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{CHANNEL_PREFIX}:"}
 CELERY_BEAT_SCHEDULE = {
     "sweep-turns": {

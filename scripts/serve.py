@@ -36,25 +36,23 @@ def commands() -> list[tuple[str, list[str]]]:
 
     host = os.environ.get("CODEACT_HOST", "127.0.0.1")
     port = os.environ.get("CODEACT_PORT", "8000")
-    concurrency = os.environ.get("CODEACT_WORKER_CONCURRENCY", "32")
-    procs = [
-        ("web", [_bin("daphne"), "-b", host, "-p", port, "codeact_web.asgi:application"]),
-        (
-            "worker",
-            [
-                _bin("celery"), "-A", "codeact_web", "worker", "-P", "threads", "-c", concurrency,
-                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
-                "-l", "INFO",
-            ],
-        ),
-        (
-            "beat",
-            [
-                _bin("celery"), "-A", "codeact_web", "beat", "-l", "INFO",
-                "-s", str(settings.VAR_DIR / "celerybeat-schedule"),
-            ],
-        ),
-    ]  # fmt: skip
+    procs = [("web", [_bin("daphne"), "-b", host, "-p", port, "codeact_web.asgi:application"])]
+    workers = settings.CODEACT_WORKER_PROCESSES
+    for n in range(1, workers + 1):
+        name = "worker" if workers == 1 else f"worker{n}"
+        procs.append((name, [
+            _bin("celery"), "-A", "codeact_web", "worker", "-P", "threads",
+            "-c", str(settings.CODEACT_WORKER_CONCURRENCY), "-n", f"{name}@%h",
+            "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
+            "-l", "INFO",
+        ]))  # fmt: skip
+    procs.append((
+        "beat",
+        [
+            _bin("celery"), "-A", "codeact_web", "beat", "-l", "INFO",
+            "-s", str(settings.VAR_DIR / "celerybeat-schedule"),
+        ],
+    ))  # fmt: skip
     if settings.CODEACT_BUNDLED_MODEL:
         from codeact_web.bundled_model import server_command
 
