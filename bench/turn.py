@@ -106,8 +106,9 @@ def route(body: dict[str, Any]) -> Script:
     return STREAM
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (Linux; 0.0 without /proc)."""
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU time of a process and, unless told not to, its children
+    (Linux; 0.0 without /proc)."""
     total, parents = 0, {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if not entry.isdigit():
@@ -122,9 +123,20 @@ def cpu_seconds(pid: int) -> float:
         node, hops = candidate, 0
         while node != pid and node in parents and hops < 8:
             node, hops = parents[node][0], hops + 1
-        if node == pid:
+        if node == pid and (children or candidate == pid):
             total += ticks
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every core has spent not idle (Linux; 0.0 without /proc)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def p(samples: list[float], q: float) -> float:
@@ -309,17 +321,25 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self.start = {name: self._cpu(name) for name in self.pids}
+        self.machine_start, self.wall_start = machine_cpu_seconds(), time.monotonic()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.used = {name: self._cpu(name) - self.start[name] for name in self.pids}
+        self.machine_used = machine_cpu_seconds() - self.machine_start
+        self.wall = time.monotonic() - self.wall_start
 
     def _cpu(self, name: str) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids[name])
+        # The bench process started the others: count its own time only.
+        return sum(cpu_seconds(pid, children=pid != os.getpid()) for pid in self.pids[name])
 
     def line(self, what: str, turns: int) -> str:
         per_turn = ", ".join(f"{n} {used / turns * 1000:.1f}" for n, used in self.used.items())
-        return f"  (CPU per {what}: {per_turn} ms)"
+        busy = (self.machine_used / self.wall) if self.wall else 0.0
+        return (
+            f"  (CPU per {what}: {per_turn} ms; "
+            f"machine {busy * 100 / os.cpu_count():.0f}% busy)"  # type: ignore[operator]
+        )
 
 
 async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
@@ -445,7 +465,12 @@ def main() -> None:
         flush=True,
     )
     try:
-        pids = {"web": [web.proc.pid], "worker": [w.proc.pid for w in workers]}
+        pids = {
+            "web": [web.proc.pid],
+            "worker": [w.proc.pid for w in workers],
+            "clients": [os.getpid()],
+            "model": [server.pid],
+        }
         lines = asyncio.run(run(web_port, pids))
     finally:
         web.stop()

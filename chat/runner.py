@@ -46,6 +46,8 @@ def model_settings(key: str) -> ModelSettings:
         connect_timeout=settings.CODEACT_MODEL_CONNECT_TIMEOUT,
         read_timeout=float(config.get("read_timeout") or settings.CODEACT_MODEL_READ_TIMEOUT),
         retries=settings.CODEACT_MODEL_RETRIES,
+        # Deltas go out at most this often anyway: no need to wake for every token.
+        wake_interval=settings.CODEACT_DELTA_INTERVAL,
     )
 
 

@@ -8,11 +8,12 @@ retry then would repeat text the user has already seen).
 
 from __future__ import annotations
 
+import json
 import logging
-import queue
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +46,8 @@ class ModelSettings:
     read_timeout: float = 60.0
     retries: int = 2
     backoff: float = 0.5
+    # Tokens closer together than this reach `on_text` together (0: each at once).
+    wake_interval: float = 0.0
 
 
 @dataclass
@@ -75,6 +78,52 @@ class _Call:
 
     cancelled: threading.Event = field(default_factory=threading.Event)
     response: Any = None
+
+
+class _Inbox:
+    """What the reading thread hands to the caller, taken all at once. The caller
+    is woken for the first chunk, for the end or an error, and otherwise at most
+    once per `wake_interval`: chunks in between wait for that wake-up (or the
+    caller's own poll), so a fast stream costs the caller a few wake-ups per
+    interval instead of one per token."""
+
+    def __init__(self, wake_interval: float = 0.0) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._items: list[tuple[str, Any]] = []
+        self._wake_interval = wake_interval
+        self._woken = 0.0  # when the caller was last woken; 0: never
+
+    def put(self, item: tuple[str, Any]) -> None:
+        now = time.monotonic()
+        with self._ready:
+            self._items.append(item)
+            if item[0] != "chunk" or not self._woken or now - self._woken >= self._wake_interval:
+                self._woken = now
+                self._ready.notify()
+
+    def take(self, timeout: float) -> list[tuple[str, Any]]:
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout)
+            items, self._items = self._items, []
+        return items
+
+
+def _sse_data(lines: Iterable[str]) -> Iterator[str]:
+    """The data of each server-sent event, in order. Chat completions use data
+    alone: `event:`, `id:` and `retry:` fields and `:` comments are skipped, and
+    the lines of a multi-line data field are joined with newlines."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
 
 
 def _abort(stream: Any) -> None:
@@ -124,7 +173,7 @@ class OpenAIModelClient:
         for the first token.
         """
         call = _Call()
-        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        inbox = _Inbox(self.config.wake_interval)
         reader = threading.Thread(
             target=self._produce,
             args=(messages, stop, call, inbox),
@@ -137,18 +186,16 @@ class OpenAIModelClient:
         kind = "idle"
         try:
             on_start()
-            while True:
-                try:
-                    kind, item = inbox.get(timeout=_POLL)
-                except queue.Empty:
-                    kind, item = "idle", None
-                if kind == "error":
-                    raise self._translate(item) if not isinstance(item, ModelError) else item
-                if kind == "end":
-                    break
-                if kind == "chunk":
+            while kind != "end":
+                # Everything that arrived since the last look, in one wake-up: under
+                # load, chunks queue up while this thread waits for the GIL.
+                for kind, item in inbox.take(_POLL):
+                    if kind == "error":
+                        raise self._translate(item) if not isinstance(item, ModelError) else item
+                    if kind == "end":
+                        break
                     self._take(item, reply, parts, on_text)
-                if should_stop():
+                if kind != "end" and should_stop():
                     reply.stopped = True
                     break
         finally:
@@ -172,18 +219,45 @@ class OpenAIModelClient:
         messages: list[ChatMessage],
         stop: list[str] | None,
         call: _Call,
-        inbox: queue.Queue[tuple[str, Any]],
+        inbox: _Inbox,
     ) -> None:
         try:
             call.response = self._open(messages, stop, call)
             if call.response is None or call.cancelled.is_set():
                 return
-            for chunk in call.response:
-                inbox.put(("chunk", chunk))
+            done = False
+            response = call.response.response
+            try:
+                for data in _sse_data(response.iter_lines()):
+                    if data == "[DONE]":
+                        done = True  # read on to the end of the body all the same
+                    elif not done:
+                        inbox.put(("chunk", self._decode(data)))
+            finally:
+                response.close()  # the connection goes back to the pool
             inbox.put(("end", None))
         except Exception as exc:
             if not call.cancelled.is_set():
                 inbox.put(("error", exc))
+
+    def _decode(self, data: str) -> Any:
+        """One event's JSON: a chunk, or the error a server reports mid-reply."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ModelError(
+                "model_bad_stream",
+                f"The model server at {self.config.base_url} sent a reply that could not "
+                "be read (an event that is not JSON).",
+            ) from None
+        if isinstance(chunk, dict) and chunk.get("error"):
+            error = chunk["error"]
+            detail = error.get("message") if isinstance(error, dict) else error
+            detail = " ".join(str(detail).split())[:200]
+            raise ModelError(
+                "model_server_error", f"The model server failed in the middle of a reply: {detail}"
+            )
+        return chunk
 
     def _open(self, messages: list[ChatMessage], stop: list[str] | None, call: _Call) -> Any:
         attempt = 0
@@ -191,9 +265,10 @@ class OpenAIModelClient:
             try:
                 # The raw endpoint: `chat.completions.create` first walks every
                 # message through the SDK's type-driven transform, ~15 ms of CPU
-                # per request that every concurrent turn would pay in turn. Chunks
-                # stay plain dicts: building a typed ChatCompletionChunk per token
-                # was the largest single CPU cost of a streaming turn.
+                # per request that every concurrent turn would pay in turn. The
+                # events are read off the response as lines (`_sse_data`): the
+                # SDK's own decoder and a typed chunk per token cost ~2x the CPU
+                # of the whole read, the largest per-token cost of a turn.
                 return self._client.post(
                     "/chat/completions",
                     body=self._body(messages, stop),

@@ -33,6 +33,7 @@ class Script:
     stall_seconds: float = 30.0
     malformed_after: int | None = None
     drop_after: int | None = None
+    error_after: int | None = None  # an error event in the middle of the reply
     finish_reason: str = "stop"
     usage: dict[str, int] | None = field(
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
@@ -137,6 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event('{"choices": [{"delta": {"content": "oops"')
                 self.wfile.write(b"data: this is not json\n\n")
                 self.wfile.flush()
+                return
+            if index == script.error_after:
+                self._event({"error": {"message": "CUDA out of memory", "code": 500}})
                 return
             if index == script.drop_after:
                 self.connection.shutdown(socket.SHUT_RDWR)

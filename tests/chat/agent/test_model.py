@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient
+from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, _Inbox, _sse_data
 from tests.support.scripted_model import Script, ScriptedModelServer
 
 
@@ -73,6 +73,7 @@ def test_it_reports_a_server_that_is_down():
         (Script(status=400), "model_rejected"),
         (Script(text="one two three four", stall_after=2, stall_seconds=5), "model_timeout"),
         (Script(text="one two three four", malformed_after=2), "model_bad_stream"),
+        (Script(text="one two three four", error_after=2), "model_server_error"),
     ],
 )
 def test_it_turns_failures_into_one_clear_error(server, script, code):
@@ -83,6 +84,28 @@ def test_it_turns_failures_into_one_clear_error(server, script, code):
     assert failed.value.code == code
     assert failed.value.message
     assert time.monotonic() - started < 4
+
+
+def test_an_error_event_mid_reply_is_reported_with_the_servers_words(server):
+    server.push(Script(text="one two three four", error_after=2))
+    with pytest.raises(ModelError) as failed:
+        collect(client_for(server.url))
+    assert failed.value.message.endswith("in the middle of a reply: CUDA out of memory")
+
+
+@pytest.mark.parametrize(
+    ("lines", "events"),
+    [
+        (["data: {}", "", "data: [DONE]", ""], ["{}", "[DONE]"]),
+        (["data:{}", ""], ["{}"]),  # the space after the colon is optional
+        (["data: a", "data: b", ""], ["a\nb"]),  # one event, two data lines
+        ([": keep-alive", "", "event: message", "id: 3", "data: x", ""], ["x"]),
+        (["retry: 1000", "", "", "data: last"], ["last"]),  # no blank line at the end
+        (["data:  two spaces", ""], [" two spaces"]),  # only the first space goes
+    ],
+)
+def test_server_sent_events_are_read_as_the_spec_says(lines, events):
+    assert list(_sse_data(lines)) == events
 
 
 def test_a_dropped_stream_is_an_error_not_a_short_answer(server):
@@ -123,3 +146,24 @@ def test_it_streams_from_the_bundled_llama_cpp_model(llama_server):
     assert "".join(seen) == reply.text
     assert len(seen) > 1, "tokens should arrive one by one"
     assert reply.finish_reason in {"stop", "length"}
+
+
+def test_the_reader_wakes_the_caller_for_the_first_chunk_and_the_end_only():
+    inbox = _Inbox(wake_interval=60.0)
+    taken: list[list] = []
+
+    def take(timeout):
+        started = time.monotonic()
+        taken.append(inbox.take(timeout))
+        return time.monotonic() - started
+
+    def later(item):
+        threading.Timer(0.1, inbox.put, args=(item,)).start()
+
+    later(("chunk", 1))
+    assert take(30) < 30  # the first chunk wakes the caller
+    later(("chunk", 2))
+    assert take(0.5) >= 0.45  # within the interval: picked up at the caller's own poll
+    later(("end", None))
+    assert take(30) < 30  # the end wakes the caller
+    assert taken == [[("chunk", 1)], [("chunk", 2)], [("end", None)]]
