@@ -41,7 +41,8 @@ async def send_and_finish(sock, text, timeout=15.0):
 
 async def test_it_streams_a_reply_and_stores_it(worker, model_server, owner, conversation):
     answer = "Two plus two is **4**. Emoji count as two units: 🙂 done."
-    model_server.push(Script(text=answer, delay=0.01))
+    # Slower than CODEACT_DELTA_INTERVAL: each token goes out in a frame of its own.
+    model_server.push(Script(text=answer, delay=0.06))
     async with open_socket(owner, conversation.id) as sock:
         assert sock.connected
         hello = await sock.receive()
