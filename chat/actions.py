@@ -383,12 +383,18 @@ def extend_lease(turn: Turn) -> None:
 
 
 def stop_requested(turn: Turn) -> bool:
-    # Polled five times a second by every running turn: plain SQL, not a query
-    # the ORM would compile each time.
+    return turn.pk in stopped_turns([turn.pk])
+
+
+def stopped_turns(turn_ids: list[int]) -> set[int]:
+    """Which of these turns the user asked to stop. Polled five times a second by
+    each worker process for all its running turns: plain SQL, not a query the ORM
+    would compile each time."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT stop_requested FROM chat_turn WHERE id = %s", [turn.pk])
-        row = cursor.fetchone()
-    return bool(row and row[0])
+        cursor.execute(
+            "SELECT id FROM chat_turn WHERE id = ANY(%s) AND stop_requested", [list(turn_ids)]
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 def do_start_reply(turn: Turn) -> Message:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -26,6 +27,61 @@ from sandbox.api import Output, SandboxError
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # Stop must close the model stream within 0.5 s
+
+
+class StopWatch:
+    """One thread per worker process asks the database, five times a second, which
+    of the process's running turns the user stopped: one query for all of them,
+    where each turn asking for itself cost five queries a second per turn. A turn
+    registers here and reads its event; it still renews its own lease, so a hung
+    turn thread still lets its lease run out."""
+
+    def __init__(self, interval: float = STOP_POLL_SECONDS) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._turns: dict[int, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, turn_id: int) -> threading.Event:
+        with self._lock:
+            event = self._turns.setdefault(turn_id, threading.Event())
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="stop-watch", daemon=True)
+                self._thread.start()
+        return event
+
+    def forget(self, turn_id: int) -> None:
+        with self._lock:
+            self._turns.pop(turn_id, None)
+
+    def _run(self) -> None:
+        failing = connected = False
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                ids = list(self._turns)
+            if not ids:
+                if connected:  # an idle process holds no connection for this
+                    connection.close()
+                    connected = False
+                continue
+            connected = True
+            try:
+                stopped = actions.stopped_turns(ids)
+            except Exception as exc:  # the database went away: try again next time
+                if not failing:
+                    log.warning("could not check for stopped turns: %r", exc)
+                failing = True
+                connection.close()
+                continue
+            failing = False
+            with self._lock:
+                for turn_id in stopped:
+                    if turn_id in self._turns:
+                        self._turns[turn_id].set()
+
+
+stop_watch = StopWatch()
 
 
 @functools.lru_cache(maxsize=32)
@@ -105,9 +161,9 @@ class TurnRunner:
         self.live_bytes = 0  # UTF-8 length of the live copy in Redis
         self.last_delta = 0.0
         self.last_flush = 0.0
-        self.last_check = 0.0
         self.last_renewal = time.monotonic()
         self.stop_seen = False
+        self.stop_event = threading.Event()  # the stop watch's, once the turn runs
         self.workspace = ConversationSandbox(turn, self.notice)
         self.execution: Execution | None = None
         self.pending: list[Output] = []
@@ -223,15 +279,15 @@ class TurnRunner:
             actions.extend_lease(self.turn)
         self._send_deltas_if_due()
         self._flush_outputs_if_due()
-        if not self.stop_seen and now - self.last_check >= STOP_POLL_SECONDS:
-            self.last_check = now
-            self.stop_seen = actions.stop_requested(self.turn)
+        if not self.stop_seen and self.stop_event.is_set():
+            self.stop_seen = True
         return self.stop_seen
 
     # --- run ------------------------------------------------------------------
 
     def run(self) -> None:
         client = model_client(model_settings(self.turn.model))
+        self.stop_event = stop_watch.watch(self.turn.pk)
         try:
             outcome = run_agent(
                 client,
@@ -263,6 +319,7 @@ class TurnRunner:
             status = Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
             actions.do_finish_turn(self.turn, status)
         finally:
+            stop_watch.forget(self.turn.pk)
             self.workspace.close()
 
     def _fail(self, code: str, message: str) -> None:

@@ -238,3 +238,21 @@ def test_a_refused_send_inside_a_transaction_leaves_it_usable(conversation):
         with pytest.raises(actions.ActionError):
             actions.do_send_user_message(conversation, "second")
         assert conversation.messages.count() == 1  # the transaction still works
+
+
+def test_the_stop_watch_tells_each_running_turn_of_its_own_stop(owner):
+    from chat.runner import StopWatch
+
+    watch = StopWatch(interval=0.05)
+    turns = []
+    for _ in range(2):
+        _, turn = actions.do_send_user_message(ConversationFactory(owner=owner), "hello")
+        turns.append(actions.claim_turn(turn.pk))
+    stopped, running = (watch.watch(t.pk) for t in turns)
+    actions.do_request_stop(turns[0].conversation)
+    assert stopped.wait(10)
+    time.sleep(0.2)  # a few more rounds of the watch
+    assert not running.is_set()
+    watch.forget(turns[0].pk)
+    watch.forget(turns[1].pk)
+    assert actions.stopped_turns([t.pk for t in turns]) == {turns[0].pk}
