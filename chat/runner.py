@@ -7,6 +7,7 @@ the finished message is saved before its event is sent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -55,24 +56,25 @@ class StopWatch:
             self._turns.pop(turn_id, None)
 
     def _run(self) -> None:
-        failing = connected = False
+        connected = failing = False
         while True:
             time.sleep(self.interval)
             with self._lock:
                 ids = list(self._turns)
-            if not ids:
-                if connected:  # an idle process holds no connection for this
-                    connection.close()
-                    connected = False
-                continue
-            connected = True
             try:
+                if not ids:
+                    if connected:  # an idle process holds no connection for this
+                        connected = False
+                        connection.close()
+                    continue
+                connected = True
                 stopped = actions.stopped_turns(ids)
             except Exception as exc:  # the database went away: try again next time
                 if not failing:
                     log.warning("could not check for stopped turns: %r", exc)
                 failing = True
-                connection.close()
+                with contextlib.suppress(Exception):
+                    connection.close()
                 continue
             failing = False
             with self._lock:
