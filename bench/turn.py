@@ -189,11 +189,6 @@ def offsets(concurrency: int, seed: int) -> list[float]:
 async def direct_level(concurrency: int, rounds: int, burst: bool = False) -> list[Timing]:
     ask = [{"role": "user", "content": "stream please"}]
 
-    async def conversation(delay: float) -> list[Timing]:
-        await asyncio.sleep(delay)
-        return [await asyncio.to_thread(direct_stream, ask) for _ in range(rounds)]
-
-    starts = [0.0] * concurrency if burst else offsets(concurrency, seed=concurrency)
     if burst:  # every round starts together
         timings: list[Timing] = []
         for _ in range(rounds):
@@ -201,6 +196,12 @@ async def direct_level(concurrency: int, rounds: int, burst: bool = False) -> li
                 *[asyncio.to_thread(direct_stream, ask) for _ in range(concurrency)]
             )
         return timings
+
+    async def conversation(delay: float) -> list[Timing]:
+        await asyncio.sleep(delay)
+        return [await asyncio.to_thread(direct_stream, ask) for _ in range(rounds)]
+
+    starts = offsets(concurrency, seed=concurrency)
     return [t for ts in await asyncio.gather(*map(conversation, starts)) for t in ts]
 
 

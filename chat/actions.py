@@ -331,6 +331,11 @@ FROM reply, claimed, bumped
 """
 
 
+# The order _CLAIM_SQL returns the turn's and the conversation's columns in.
+_TURN_FIELDS = [f.attname for f in Turn._meta.concrete_fields]
+_CONVERSATION_FIELDS = [f.attname for f in Conversation._meta.concrete_fields]
+
+
 def claim_turn(turn_id: int) -> Turn | None:
     """Compare-and-set a queued turn to running with a lease; None if not ours to run.
 
@@ -356,11 +361,9 @@ def claim_turn(turn_id: int) -> Turn | None:
         if stale is not None:
             do_interrupt_turn(stale)
         return None
-    turn_fields = [f.attname for f in Turn._meta.concrete_fields]
-    conversation_fields = [f.attname for f in Conversation._meta.concrete_fields]
-    split = 2 + len(turn_fields)
-    turn = Turn.from_db(connection.alias, turn_fields, row[2:split])
-    turn.conversation = Conversation.from_db(connection.alias, conversation_fields, row[split:])
+    split = 2 + len(_TURN_FIELDS)
+    turn = Turn.from_db(connection.alias, _TURN_FIELDS, row[2:split])
+    turn.conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, row[split:])
     reply = Message(
         id=row[0],
         conversation=turn.conversation,
@@ -380,10 +383,6 @@ def extend_lease(turn: Turn) -> None:
     Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(
         lease_until=turn.lease_expiry()
     )
-
-
-def stop_requested(turn: Turn) -> bool:
-    return turn.pk in stopped_turns([turn.pk])
 
 
 def stopped_turns(turn_ids: list[int]) -> set[int]:

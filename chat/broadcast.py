@@ -50,13 +50,10 @@ def publish(conversation_id: Any, *events: Any) -> None:
     if live.outage.paused() or not events:
         return
     try:
-        if len(events) == 1:
-            live.redis_client().publish(*encode(conversation_id, events[0]))
-        else:
-            pipe = live.redis_client().pipeline(transaction=False)
-            for event in events:
-                pipe.publish(*encode(conversation_id, event))
-            pipe.execute()
+        pipe = live.redis_client().pipeline(transaction=False)
+        for event in events:
+            pipe.publish(*encode(conversation_id, event))
+        pipe.execute()
     except redis.RedisError as exc:
         live.outage.failed("could not publish an event", exc)
     else:

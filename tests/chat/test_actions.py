@@ -131,7 +131,7 @@ def test_stop_ends_a_queued_turn_at_once_and_flags_a_running_one(conversation):
     actions.do_request_stop(conversation)
     turn.refresh_from_db()
     assert turn.status == Turn.Status.RUNNING and turn.stop_requested
-    assert actions.stop_requested(turn)
+    assert actions.stopped_turns([turn.pk]) == {turn.pk}
 
 
 def test_a_stop_racing_a_claim_waits_instead_of_deadlocking(conversation):
