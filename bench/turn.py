@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,16 @@ def _levels(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
 LEVELS = _levels("BENCH_LEVELS", (1, 10, 20, 50))
 CELL_LEVELS = _levels("BENCH_CELL_LEVELS", (1, 10, 50))
 CELL_CODE = "import math\nprint(math.factorial(20))"
-STREAM = Script(chunks=[f" tok{i}" for i in range(TOKENS)], delay=1 / RATE)
-CODE = Script(chunks=["Computing.\n", "<execute>\n", CELL_CODE, "\n</execute>"], delay=1 / RATE)
-ANSWER = Script(chunks=["It", " is", " 2432902008176640000."], delay=1 / RATE)
+ON_SCHEDULE = os.environ.get("BENCH_ON_SCHEDULE", "1") == "1"
+STREAM = Script(chunks=[f" tok{i}" for i in range(TOKENS)], delay=1 / RATE, on_schedule=ON_SCHEDULE)
+CODE = Script(
+    chunks=["Computing.\n", "<execute>\n", CELL_CODE, "\n</execute>"],
+    delay=1 / RATE,
+    on_schedule=ON_SCHEDULE,
+)
+ANSWER = Script(
+    chunks=["It", " is", " 2432902008176640000."], delay=1 / RATE, on_schedule=ON_SCHEDULE
+)
 
 
 def route(body: dict[str, Any]) -> Script:
@@ -159,6 +167,14 @@ class Level:
 
 
 # --- direct baseline ------------------------------------------------------------
+
+
+def model_paces() -> list[float]:
+    """The rates (tokens/s) the scripted model wrote its replies at since the last call."""
+    url = model_config("default")["base_url"] + "/_paces"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        paces: list[float] = json.load(response)["paces"]
+    return paces
 
 
 def direct_stream(messages: list[dict[str, str]]) -> Timing:
@@ -345,7 +361,7 @@ class CpuMeter:
 
 async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
     lines = []
-    verdicts = []
+    verdicts: list[tuple[str, float, float]] = []
     count = max(LEVELS + CELL_LEVELS, default=1)
     all_clients = await asyncio.to_thread(make_clients, count, web_port)
     for client in all_clients:
@@ -354,9 +370,12 @@ async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
         rounds = max(3, ROUNDS * (60 // level)) if level < 50 else 2 * ROUNDS
         clients = all_clients[:level]
         await app_level(clients, "warm up", 1)
+        await asyncio.to_thread(model_paces)
         direct = await direct_level(level, rounds)
+        direct_paces = await asyncio.to_thread(model_paces)
         with CpuMeter(pids) as cpu:
             app = await app_level(clients, "stream please", rounds, burst=False)
+        app_paces = await asyncio.to_thread(model_paces)
         base_first = statistics.median(t.first for t in direct)
         base_rate = statistics.median(t.rate for t in direct)
         overhead = [t.first - base_first for t in app]
@@ -368,6 +387,11 @@ async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
             f"{f'client tokens/s ratio to direct, {level} conv':<48} "
             f"{p(ratios, 0.5):>9.3f} {p(ratios, 0.05):>9.3f} {'x':>4} {len(ratios):>4}"
             "   (p50, p5)"
+        )
+        lines.append(
+            f"  (model's own write rate / {RATE:g} tokens/s, p50 (p5): "
+            f"direct run {p(direct_paces, 0.5) / RATE:.3f} ({p(direct_paces, 0.05) / RATE:.3f}), "
+            f"app run {p(app_paces, 0.5) / RATE:.3f} ({p(app_paces, 0.05) / RATE:.3f}))"
         )
         if level > 1:  # the same, every conversation sending in the same instant
             bursts = max(2, ROUNDS * 40 // level)

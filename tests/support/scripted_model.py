@@ -28,6 +28,11 @@ class Script:
     chunks: list[str] | None = None
     delay: float = 0.0
     first_delay: float = 0.0
+    # Pace by the clock: token k is due `k * delay` after the first, as from a
+    # server whose speed does not depend on how busy this machine is (a late
+    # token is sent at once and the next is still due on time). Without it each
+    # token waits `delay` after the previous one was written.
+    on_schedule: bool = False
     status: int = 200
     stall_after: int | None = None
     stall_seconds: float = 30.0
@@ -60,6 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        elif self.path.rstrip("/").endswith("/_paces"):
+            self._json(200, {"paces": self.server.owner.take_paces()})
         else:
             self._json(404, {"error": {"message": "not found"}})
 
@@ -130,7 +137,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(script.first_delay)
         self._event(self._chunk(body, {"role": "assistant", "content": ""}, None))
-        for index, token in enumerate(_until_stop(script.tokens(), body.get("stop"))):
+        first = last = 0.0
+        tokens = _until_stop(script.tokens(), body.get("stop"))
+        for index, token in enumerate(tokens):
             if index == script.stall_after:
                 time.sleep(script.stall_seconds)
                 return
@@ -145,14 +154,27 @@ class _Handler(BaseHTTPRequestHandler):
             if index == script.drop_after:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if index and script.delay:
-                time.sleep(script.delay)
+            time.sleep(_pause(script, index, first, time.monotonic()))
             self._event(self._chunk(body, {"content": token}, None))
+            last = time.monotonic()
+            first = first or last
+        if len(tokens) > 1 and last > first:
+            self.server.owner.record_pace((len(tokens) - 1) / (last - first))
         self._event(self._chunk(body, {}, script.finish_reason))
         if script.usage and (body.get("stream_options") or {}).get("include_usage"):
             usage_chunk = self._chunk(body, {}, None) | {"choices": [], "usage": script.usage}
             self._event(usage_chunk)
         self._event("[DONE]")
+
+
+def _pause(script: Script, index: int, first: float, now: float) -> float:
+    """How long to wait before writing token `index`; the first one was written at
+    `first` (monotonic seconds)."""
+    if not index or not script.delay:
+        return 0.0
+    if script.on_schedule:
+        return max(0.0, first + index * script.delay - now)
+    return script.delay
 
 
 def _until_stop(tokens: list[str], stop: Any) -> list[str]:
@@ -182,6 +204,8 @@ class ScriptedModelServer:
         self.route: Callable[[dict[str, Any]], Script | None] | None = None
         self.record = True
         self.requests: list[dict[str, Any]] = []
+        # Tokens per second each streamed reply was written at, first to last token.
+        self.paces: list[float] = []
         self.port = 0
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -218,6 +242,15 @@ class ScriptedModelServer:
             self.route = None
             self.scripts.clear()
             self.requests.clear()
+
+    def record_pace(self, tokens_per_second: float) -> None:
+        with self._lock:
+            self.paces.append(tokens_per_second)
+
+    def take_paces(self) -> list[float]:
+        with self._lock:
+            paces, self.paces = self.paces, []
+        return paces
 
     def _take(self, body: dict[str, Any]) -> Script:
         with self._lock:
