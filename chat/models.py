@@ -394,6 +394,7 @@ class AuditRecord(models.Model):
         EXPORT_JSONL = "export_jsonl", "Exported training JSONL"
         FLAG = "flag", "Flagged or unflagged"
         NOTE = "note", "Added a review note"
+        DOWNLOAD_FILE = "download_file", "Downloaded a workspace file"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

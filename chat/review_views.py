@@ -33,6 +33,7 @@ from chat.models import (
     Message,
     Output,
     Turn,
+    WorkspaceFile,
 )
 from chat.rendering import highlight_code, render_markdown, sanitize_table_html
 from chat.views import attachment, no_sniff
@@ -255,6 +256,33 @@ def transcript_image(request: HttpRequest, conversation_id: UUID, output_id: int
         Output, pk=output_id, conversation_id=conversation_id, image__isnull=False
     )
     response = no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_GET
+def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
+    """A workspace file (an upload, or what the code wrote) as its owner would get it.
+    Taking a user's data away is an export: it needs the export permission and
+    leaves an audit record naming the file and its hash."""
+    _require(request, review.can_export(request.user))
+    file = get_object_or_404(
+        WorkspaceFile.objects.select_related("conversation"),
+        pk=file_id,
+        conversation_id=conversation_id,
+    )
+    review.record(
+        request.user,
+        AuditRecord.Action.DOWNLOAD_FILE,
+        [file.conversation],
+        via="web",
+        detail={"file": file.path, "size": file.size, "sha256": file.sha256},
+        request=request,
+    )
+    response = attachment(
+        bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1]
+    )
     response["Cache-Control"] = "private, no-store"
     return response
 

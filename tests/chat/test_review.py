@@ -3,6 +3,7 @@ flags and notes, the admin's filters, exports for training and the usage overvie
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -26,6 +27,7 @@ from chat.models import (
     Output,
     ReviewNote,
     Turn,
+    WorkspaceFile,
 )
 from tests.factories import PNG, UserFactory, analysis_conversation
 
@@ -544,6 +546,64 @@ def test_export_actions_need_the_export_permission(client, owner, analysis):
     assert "attachment" not in response.get("Content-Disposition", "")
     assert client.get(reverse("review:export", args=[analysis.id, "json"])).status_code == 403
     assert not AuditRecord.objects.filter(action__startswith="export").exists()
+
+
+def _workspace_file(conversation: Conversation, path: str, data: bytes) -> WorkspaceFile:
+    return WorkspaceFile.objects.create(
+        conversation=conversation,
+        path=path,
+        origin=WorkspaceFile.Origin.GENERATED,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content=data,
+    )
+
+
+def test_an_exporter_downloads_a_workspace_file_and_it_is_recorded(
+    client, reviewer, owner, analysis
+):
+    data = b"month,total\n2026-01,10\n\x00\xff"
+    made = _workspace_file(analysis, "out/trend.csv", data)
+    url = reverse("review:file", args=[analysis.id, made.pk])
+    client.force_login(reviewer)
+    page = client.get(reverse("review:transcript", args=[analysis.id])).content.decode()
+    assert f'href="{url}"' in page
+
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.content == data
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"] == 'attachment; filename="trend.csv"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" in response["Cache-Control"]
+    record = AuditRecord.objects.get(action=AuditRecord.Action.DOWNLOAD_FILE)
+    assert record.user == reviewer and record.via == "web"
+    assert record.conversations == [str(analysis.id)]
+    assert record.detail == {"file": "out/trend.csv", "size": len(data), "sha256": made.sha256}
+
+    # A file of another conversation, asked for under this one's address: not found.
+    elsewhere = _workspace_file(analysis_conversation(owner, "Other"), "secret.txt", b"x")
+    assert client.get(reverse("review:file", args=[analysis.id, elsewhere.pk])).status_code == 404
+    assert AuditRecord.objects.filter(action=AuditRecord.Action.DOWNLOAD_FILE).count() == 1
+
+
+def test_workspace_files_need_the_export_permission(client, owner, other_user, analysis):
+    from django.contrib.auth.models import Permission
+
+    made = _workspace_file(analysis, "data.csv", b"a,b\n1,2\n")
+    url = reverse("review:file", args=[analysis.id, made.pk])
+    only_review = UserFactory(username="looker", is_staff=True)
+    only_review.user_permissions.add(Permission.objects.get(codename="review_conversation"))
+    client.force_login(only_review)
+    page = client.get(reverse("review:transcript", args=[analysis.id])).content.decode()
+    assert "<code>data.csv</code>" in page and url not in page  # listed, not offered
+    assert client.get(url).status_code == 403
+    for who in (owner, other_user):  # the owner has their own download, not this one
+        client.force_login(who)
+        assert client.get(url).status_code == 403
+    client.logout()
+    assert client.get(url).status_code == 302
+    assert not AuditRecord.objects.filter(action=AuditRecord.Action.DOWNLOAD_FILE).exists()
 
 
 def test_the_export_command_filters_by_rating_and_flag(owner, tmp_path):
