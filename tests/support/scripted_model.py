@@ -154,7 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
             if index == script.drop_after:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            time.sleep(_pause(script, index, first, time.monotonic()))
+            pause = _pause(script, index, first, time.monotonic())
+            if pause:
+                time.sleep(pause)
             self._event(self._chunk(body, {"content": token}, None))
             last = time.monotonic()
             first = first or last
@@ -242,6 +244,7 @@ class ScriptedModelServer:
             self.route = None
             self.scripts.clear()
             self.requests.clear()
+            self.paces.clear()
 
     def record_pace(self, tokens_per_second: float) -> None:
         with self._lock:
