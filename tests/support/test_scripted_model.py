@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -49,17 +50,26 @@ def _paces(server: ScriptedModelServer) -> list[float]:
     return paces
 
 
+@pytest.fixture
+def own_server() -> Iterator[ScriptedModelServer]:
+    """A server of this test's own: the suite's shared one also serves the workers
+    of other tests, whose replies would be counted too."""
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
+
+
 def test_each_streamed_reply_reports_the_rate_it_was_written_at(
-    model_server: ScriptedModelServer,
+    own_server: ScriptedModelServer,
 ) -> None:
-    model_server.push(
+    own_server.push(
         Script(chunks=["a", "b", "c", "d", "e"], delay=0.01, on_schedule=True), Script(text="one")
     )
-    body = _stream(model_server)
+    body = _stream(own_server)
     assert body.endswith("data: [DONE]\n\n") and '"content": "e"' in body
-    _stream(model_server)  # a single token has no rate: nothing is recorded for it
+    _stream(own_server)  # a single token has no rate: nothing is recorded for it
 
-    (pace,) = _paces(model_server)
+    (pace,) = _paces(own_server)
     # Four gaps of 10 ms: at most 100 tokens a second (the sleeps can only be late).
     assert 0 < pace <= 100.0 * 1.001
-    assert _paces(model_server) == []  # taken, not kept
+    assert _paces(own_server) == []  # taken, not kept
