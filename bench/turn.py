@@ -3,10 +3,12 @@
     make bench-turn           (BENCH_ROUNDS scales the number of samples)
     BENCH_LEVELS=20 BENCH_CELL_LEVELS= make bench-turn     (one level, no cell turns)
 
-A scripted OpenAI-compatible server streams at a fixed token rate. Baseline:
-a direct streaming client (the app's own model client) against that server,
-at the same concurrency. App: websocket clients through Daphne, the channel
-layer, a Celery worker, PostgreSQL and a real sandbox. Rows, at 1, 10, 20 and
+A scripted OpenAI-compatible server streams at a fixed token rate, each token
+due by the clock (BENCH_ON_SCHEDULE=0: a fixed sleep after each write, which a
+busy machine stretches). Baseline: a direct streaming client (the app's own
+model client) against that server, at the same concurrency. App: websocket
+clients through Daphne, the channel layer, the Celery worker processes `make
+run` starts, PostgreSQL and real sandboxes. Rows, at 1, 10, 20 and
 50 concurrent conversations, p50/p95:
 
 - time to first token: app minus direct;
