@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,23 +205,31 @@ def offsets(concurrency: int, seed: int) -> list[float]:
     return [0.0] + [rng.uniform(0, spread) for _ in range(concurrency - 1)]
 
 
-async def direct_level(concurrency: int, rounds: int, burst: bool = False) -> list[Timing]:
-    ask = [{"role": "user", "content": "stream please"}]
-
-    if burst:  # every round starts together
+async def conversations(
+    count: int, rounds: int, turn: Callable[[int], Awaitable[Timing]], *, burst: bool
+) -> list[Timing]:
+    """`count` conversations each take `rounds` turns (`turn(n)` for conversation n),
+    each after the previous one ends. Steady: they start at spread-out moments and
+    then run back to back. Burst: every round, all of them start in the same instant."""
+    if burst:
         timings: list[Timing] = []
         for _ in range(rounds):
-            timings += await asyncio.gather(
-                *[asyncio.to_thread(direct_stream, ask) for _ in range(concurrency)]
-            )
+            timings += await asyncio.gather(*[turn(n) for n in range(count)])
         return timings
 
-    async def conversation(delay: float) -> list[Timing]:
+    async def conversation(n: int, delay: float) -> list[Timing]:
         await asyncio.sleep(delay)
-        return [await asyncio.to_thread(direct_stream, ask) for _ in range(rounds)]
+        return [await turn(n) for _ in range(rounds)]
 
-    starts = offsets(concurrency, seed=concurrency)
-    return [t for ts in await asyncio.gather(*map(conversation, starts)) for t in ts]
+    starts = offsets(count, seed=count)
+    return [t for ts in await asyncio.gather(*map(conversation, range(count), starts)) for t in ts]
+
+
+async def direct_level(concurrency: int, rounds: int, *, burst: bool) -> list[Timing]:
+    ask = [{"role": "user", "content": "stream please"}]
+    return await conversations(
+        concurrency, rounds, lambda _n: asyncio.to_thread(direct_stream, ask), burst=burst
+    )
 
 
 async def direct_cell_model_time(concurrency: int) -> float:
@@ -301,24 +310,8 @@ def make_clients(count: int, web_port: int) -> list[Client]:
     return clients
 
 
-async def app_level(
-    clients: list[Client], text: str, rounds: int, burst: bool = True
-) -> list[Timing]:
-    """Each conversation sends `rounds` messages, each after the previous answer.
-    Steady (burst=False): conversations start at spread-out moments and then run
-    back to back. Burst: every round, all of them send in the same instant."""
-    if burst:
-        timings: list[Timing] = []
-        for _ in range(rounds):
-            timings += await asyncio.gather(*[c.turn(text) for c in clients])
-        return timings
-
-    async def conversation(client: Client, delay: float) -> list[Timing]:
-        await asyncio.sleep(delay)
-        return [await client.turn(text) for _ in range(rounds)]
-
-    starts = offsets(len(clients), seed=len(clients))
-    return [t for ts in await asyncio.gather(*map(conversation, clients, starts)) for t in ts]
+async def app_level(clients: list[Client], text: str, rounds: int, *, burst: bool) -> list[Timing]:
+    return await conversations(len(clients), rounds, lambda n: clients[n].turn(text), burst=burst)
 
 
 # --- report -------------------------------------------------------------------------
@@ -371,9 +364,9 @@ async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
     for level in LEVELS:
         rounds = max(3, ROUNDS * (60 // level)) if level < 50 else 2 * ROUNDS
         clients = all_clients[:level]
-        await app_level(clients, "warm up", 1)
+        await app_level(clients, "warm up", 1, burst=True)
         await asyncio.to_thread(model_paces)
-        direct = await direct_level(level, rounds)
+        direct = await direct_level(level, rounds, burst=False)
         direct_paces = await asyncio.to_thread(model_paces)
         with CpuMeter(pids) as cpu:
             app = await app_level(clients, "stream please", rounds, burst=False)
@@ -417,11 +410,12 @@ async def run(web_port: int, pids: dict[str, list[int]]) -> list[str]:
         verdicts.append((f"client token rate p50, {level} conv >= 0.98x", p(ratios, 0.5), -0.98))
     for level in CELL_LEVELS:
         clients = all_clients[:level]
-        await app_level(clients, "[cell] warm up", 1)  # claims each conversation's sandbox
+        # The warm-up claims each conversation's sandbox.
+        await app_level(clients, "[cell] warm up", 1, burst=True)
         rounds = max(1, ROUNDS * (20 // level)) if level < 50 else ROUNDS
         model_time = await direct_cell_model_time(level)
         with CpuMeter(pids) as cpu:
-            app = await app_level(clients, "[cell] compute", rounds)
+            app = await app_level(clients, "[cell] compute", rounds, burst=True)
         overhead = [t.total - model_time - t.cell for t in app]
         lines.append(row(f"one-cell turn overhead, {level} conv", overhead))
         lines.append(

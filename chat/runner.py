@@ -164,7 +164,6 @@ class TurnRunner:
         self.last_delta = 0.0
         self.last_flush = 0.0
         self.last_renewal = time.monotonic()
-        self.stop_seen = False
         self.stop_event = threading.Event()  # the stop watch's, once the turn runs
         self.workspace = ConversationSandbox(turn, self.notice)
         self.execution: Execution | None = None
@@ -281,9 +280,7 @@ class TurnRunner:
             actions.extend_lease(self.turn)
         self._send_deltas_if_due()
         self._flush_outputs_if_due()
-        if not self.stop_seen and self.stop_event.is_set():
-            self.stop_seen = True
-        return self.stop_seen
+        return self.stop_event.is_set()
 
     # --- run ------------------------------------------------------------------
 
