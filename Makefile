@@ -17,10 +17,13 @@ test: bootstrap
 test-fast:
 	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
 
+# ruff, mypy, and the architecture's dependency rules (import-linter contracts in
+# pyproject.toml): a broken contract fails the build.
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format:
 	$(VENV)/bin/ruff check --fix .

@@ -30,8 +30,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from chat import sandboxes  # noqa: E402
 from chat.models import Conversation, SandboxRecord  # noqa: E402
+from chat.worker import pool  # noqa: E402
 from sandbox.docker_backend import DockerSandbox  # noqa: E402
 
 N = int(os.environ.get("BENCH_ITERATIONS", "50"))
@@ -93,9 +93,9 @@ def attach_echo_baseline(client: Any, image: str) -> tuple[list[float], Any]:
 
 
 def main() -> None:
-    client = sandboxes._client()
-    image = sandboxes.image()
-    limits = sandboxes.limits()
+    client = pool._client()
+    image = pool.image()
+    limits = pool.limits()
     rows: dict[str, list[float]] = {}
 
     print(f"image {image}, {N} iterations after {WARMUP} warm-up runs\n", flush=True)
@@ -157,11 +157,11 @@ def measure_claims(client: Any) -> list[float]:
 
     user, _ = get_user_model().objects.get_or_create(username="bench-sandbox")
     conversation = Conversation.objects.create(owner=user, title="bench")
-    record = sandboxes.create_warm()
+    record = pool.create_warm()
 
     def once() -> float:
         started = time.perf_counter()
-        claim = sandboxes.claim_for(conversation)
+        claim = pool.claim_for(conversation)
         elapsed = time.perf_counter() - started
         assert claim.fresh and claim.record.pk == record.pk
         claim.sandbox.detach()
@@ -173,7 +173,7 @@ def measure_claims(client: Any) -> list[float]:
     try:
         return measure(once)
     finally:
-        sandboxes.remove(record, "bench")
+        pool.remove(record, "bench")
         conversation.delete()
 
 

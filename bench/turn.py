@@ -73,10 +73,10 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from chat import sandboxes  # noqa: E402
-from chat.actions import model_config  # noqa: E402
+from chat.actions.conversations import model_config  # noqa: E402
 from chat.agent.model import ModelSettings, OpenAIModelClient  # noqa: E402
 from chat.models import Conversation, SandboxRecord  # noqa: E402
+from chat.worker import pool  # noqa: E402
 from tests.support.processes import start_web, start_worker  # noqa: E402
 from tests.support.scripted_model import Script, ScriptedModelServer  # noqa: E402
 
@@ -442,7 +442,7 @@ def cleanup() -> None:
     for record in SandboxRecord.objects.filter(
         state__in=SandboxRecord.LIVE, owner__username__startswith=RUN
     ):
-        sandboxes.remove(record, "bench")
+        pool.remove(record, "bench")
     get_user_model().objects.filter(username__startswith=RUN).delete()
 
 

@@ -1,5 +1,9 @@
 """Deliver events to a conversation's websocket group from synchronous code.
 
+`publish` sends at once; `publish_on_commit` sends once the caller's
+transaction commits, which is how actions announce the rows they wrote
+(persist first, notify second).
+
 Workers and views are synchronous. An event is one Redis PUBLISH, sent from
 the calling thread on the message format and group channel of the Channels
 layer (`RedisPubSubChannelLayer`), so every consumer subscribed to the group
@@ -21,6 +25,7 @@ from typing import Any, cast
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 
 from chat import live
 
@@ -58,3 +63,9 @@ def publish(conversation_id: Any, *events: Any) -> None:
         live.outage.failed("could not publish an event", exc)
     else:
         live.outage.worked()
+
+
+def publish_on_commit(conversation_id: Any, *events: Any) -> None:
+    """Publish events once the current transaction commits (never a row the
+    database might still roll back); several events go out in one round trip."""
+    transaction.on_commit(lambda: publish(conversation_id, *events))

@@ -20,7 +20,10 @@ from django.db import close_old_connections
 from django.http import Http404
 from pydantic import TypeAdapter, ValidationError
 
-from chat import actions, broadcast
+from chat import broadcast
+from chat.actions.conversations import access_conversation, do_set_model
+from chat.actions.errors import ActionError
+from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
 from chat.events import (
     CLIENT_FRAME_TYPES,
     ClientFrame,
@@ -113,7 +116,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._send(error_event("not_found", "This conversation no longer exists."))
             await self.close(code=4404)
             return
-        except actions.ActionError as exc:
+        except ActionError as exc:
             replies = [error_event(exc.code, exc.message, frame.type)]
         for reply in replies:
             await self._send(reply)
@@ -121,20 +124,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _act(self, frame: Any) -> list[Any]:
         """Check access and carry out one frame, in one trip to a database thread.
         Returns the frames that answer it."""
-        conversation = actions.access_conversation(self.scope["user"], self.conversation_id)
+        conversation = access_conversation(self.scope["user"], self.conversation_id)
         if isinstance(frame, UserMessageFrame):
-            message, turn = actions.do_send_user_message(conversation, frame.text)
+            message, turn = do_send_user_message(conversation, frame.text)
             ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
             return [ack | {"turn_id": turn.pk}]
         if isinstance(frame, ResumeFrame):
             events = events_after(conversation, frame.after_seq)
             return [{"type": "sync", "last_seq": conversation.last_seq, "events": events}]
         if isinstance(frame, RetryFrame):
-            actions.do_retry_turn(conversation, frame.turn_id)
+            do_retry_turn(conversation, frame.turn_id)
         elif isinstance(frame, StopFrame):
-            actions.do_request_stop(conversation)
+            do_request_stop(conversation)
         elif isinstance(frame, SetModelFrame):
-            actions.do_set_model(conversation, frame.model)
+            do_set_model(conversation, frame.model)
         elif isinstance(frame, PingFrame):
             return [{"type": "pong"}]
         return []
@@ -147,7 +150,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _access(self) -> Conversation | None:
         try:
-            conversation: Conversation = await _db(actions.access_conversation)(
+            conversation: Conversation = await _db(access_conversation)(
                 self.scope["user"], self.conversation_id
             )
         except Http404:

@@ -62,6 +62,7 @@ class FileData(TypedDict):
     path: str
     origin: str
     size: int
+    size_label: str  # the size as people read it (one formatter, on the server)
     execution_id: int | None
     url: str
     updated_at: str

@@ -15,6 +15,8 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
+from chat.agent import codeact
+
 
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -118,10 +120,6 @@ class Turn(models.Model):
     def __str__(self) -> str:
         return f"turn {self.pk} ({self.status})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
-
     @staticmethod
     def lease_expiry() -> datetime:
         return timezone.now() + timedelta(seconds=settings.CODEACT_TURN_LEASE_SECONDS)
@@ -169,14 +167,15 @@ class Execution(models.Model):
     """One code action: the code, how it ended, and what the model was told."""
 
     class Status(models.TextChoices):
-        RUNNING = "running"
-        OK = "ok"
-        ERROR = "error"  # the code raised
-        TIMEOUT = "timeout"
-        INTERRUPTED = "interrupted"  # the user pressed Stop
-        DIED = "died"  # the kernel or its container died
-        LOST = "lost"  # the worker died while it ran; never re-run
-        FAILED = "failed"  # no sandbox could run it
+        # The labels are what the page, the transcript and the admin show.
+        RUNNING = "running", "Running…"
+        OK = "ok", "Done"
+        ERROR = "error", "Error"  # the code raised
+        TIMEOUT = "timeout", "Timed out"
+        INTERRUPTED = "interrupted", "Stopped"  # the user pressed Stop
+        DIED = "died", "Kernel died"  # the kernel or its container died
+        LOST = "lost", "Cut off"  # the worker died while it ran; never re-run
+        FAILED = "failed", "Not run"  # no sandbox could run it
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="executions"
@@ -214,10 +213,10 @@ class Execution(models.Model):
         if observation:
             return observation
         if status == Execution.Status.FAILED:
-            return f"Execution Output:\n[The code was not run: {detail}]"
+            return f"{codeact.OBSERVATION_PREFIX}[The code was not run: {detail}]"
         return (
-            "Execution Output:\n[The execution was cut off when the worker running it stopped; "
-            "its result is unknown and it was not run again.]"
+            f"{codeact.OBSERVATION_PREFIX}[The execution was cut off when the worker running "
+            "it stopped; its result is unknown and it was not run again.]"
         )
 
 

@@ -1,4 +1,5 @@
-"""Model text to safe HTML: markdown-it-py, Pygments, then nh3.
+"""What people see of a conversation's text: the text of a message as shown,
+and that text as safe HTML (markdown-it-py, Pygments, then nh3).
 
 The sanitizer runs last, on the complete HTML, so nothing the model writes
 (raw HTML, javascript: links, event handlers, remote images) survives it.
@@ -15,6 +16,27 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from chat.agent import codeact
+
+
+def display_text(reply: str) -> str:
+    """An assistant reply as the page shows it around its code cell: the action
+    block is taken out (the cell shows the code) and solution tags are dropped."""
+    text = codeact.ACTION_BLOCK.sub("", reply)
+    opened = text.find(codeact.OPEN_TAG)
+    if opened != -1:  # an unclosed block (a stopped reply): its code is shown as code
+        code = text[opened + len(codeact.OPEN_TAG) :].strip("\n")
+        text = text[:opened] + "\n```python\n" + code + "\n```"
+    for tag in codeact.SOLUTION_TAGS:
+        text = text.replace(tag, "")
+    return text.strip()
+
+
+def shown_text(role: str, content: str) -> str:
+    """The text of a message as the page, the transcript and the exports show it."""
+    return display_text(content) if role == "assistant" else content
+
 
 _ALLOWED_TAGS = {
     "p", "br", "hr", "strong", "em", "s", "del", "code", "pre", "span", "blockquote",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from chat import live
-from chat.agent import codeact
+from chat.agent.text import human_size
 from chat.events import (
     ConversationData,
     ConversationEvent,
@@ -22,13 +22,7 @@ from chat.events import (
     TurnEvent,
 )
 from chat.models import Conversation, Execution, Message, Output, Turn, WorkspaceFile
-from chat.rendering import highlight_code, render_markdown, sanitize_table_html
-
-
-def _shown(message: Message) -> str:
-    if message.role == Message.Role.ASSISTANT:
-        return codeact.display_text(message.content)
-    return message.content
+from chat.rendering import highlight_code, render_markdown, sanitize_table_html, shown_text
 
 
 def message_data(message: Message) -> MessageData:
@@ -39,7 +33,7 @@ def message_data(message: Message) -> MessageData:
         "status": message.status,
         "content": message.content,
         # While streaming the client shows the raw text; HTML comes once, at the end.
-        "html": "" if streaming else render_markdown(_shown(message)),
+        "html": "" if streaming else render_markdown(shown_text(message.role, message.content)),
         "final": message.final,
         "code": message.code,
         "turn_id": message.turn_id,
@@ -109,6 +103,7 @@ def file_data(file: WorkspaceFile) -> FileData:
         "path": file.path,
         "origin": file.origin,
         "size": file.size,
+        "size_label": human_size(file.size),
         "execution_id": file.execution_id,
         "url": reverse(
             "chat:download",

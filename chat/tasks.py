@@ -1,4 +1,8 @@
-"""Celery tasks. They take ids, re-fetch, and are enqueued only after commit."""
+"""Celery tasks. They take ids, re-fetch, and are enqueued only after commit.
+
+The worker package is imported inside the tasks (and preloaded when a worker
+starts): the web process, which only sends tasks by name, never loads it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from celery import shared_task
 from celery.signals import task_prerun, worker_init, worker_ready
 from django.db import close_old_connections
 
-from chat import actions
+from chat import live
+from chat.actions import turns
+from chat.actions.messages import RUN_TURN
 
 log = logging.getLogger(__name__)
 
@@ -24,38 +30,41 @@ def _check_connections(**_: Any) -> None:
 @worker_init.connect
 def _load_the_runner(**_: Any) -> None:
     """The runner (and the model client's SDK) loads when a worker starts, not on its
-    first turn; the web process, which only enqueues turns, never loads it."""
-    import chat.runner  # noqa: F401
+    first turn."""
+    import chat.worker.runner  # noqa: F401
 
 
-@shared_task(ignore_result=True, acks_late=True)
+@shared_task(name=RUN_TURN, ignore_result=True, acks_late=True)
 def run_turn(turn_id: int) -> None:
     """Run one queued turn to its end; a duplicate or late delivery does nothing."""
-    from chat.runner import TurnRunner
+    from chat.worker.runner import TurnRunner
 
-    turn = actions.claim_turn(turn_id)
-    if turn is not None:
-        TurnRunner(turn).run()
+    claim = turns.claim_turn(turn_id)
+    if claim is not None:
+        TurnRunner(claim).run()
 
 
 @shared_task(ignore_result=True)
 def sweep_turns() -> dict[str, int]:
     """Interrupt turns whose worker died and re-enqueue turns whose task was lost."""
-    return actions.do_sweep_turns()
+    sweep = turns.do_sweep_turns()
+    for turn_id in sweep.requeue:
+        run_turn.delay(turn_id)
+    return {"interrupted": sweep.interrupted, "requeued": len(sweep.requeue)}
 
 
 @shared_task(ignore_result=True)
 def maintain_sandboxes() -> dict[str, int]:
     """Reap idle sandboxes, remove orphans and top up the warm pool (one run at a time)."""
-    from chat import live, sandboxes
+    from chat.worker import pool
 
     lock = live.lock("maintain-sandboxes", ttl=300)
     if not lock.acquire(blocking=False):
         return {"skipped": 1}
     try:
-        report = sandboxes.reconcile()
-        report["reaped"] = sandboxes.reap_idle()
-        report["started"] = sandboxes.top_up_pool()
+        report = pool.reconcile()
+        report["reaped"] = pool.reap_idle()
+        report["started"] = pool.top_up_pool()
         return report
     finally:
         lock.release()
@@ -64,9 +73,9 @@ def maintain_sandboxes() -> dict[str, int]:
 @worker_ready.connect
 def _reconcile_on_start(**_: Any) -> None:
     """Containers left by a worker that died are removed when a worker starts."""
-    from chat import sandboxes
+    from chat.worker import pool
 
     try:
-        log.info("sandbox reconcile at start: %s", sandboxes.reconcile())
+        log.info("sandbox reconcile at start: %s", pool.reconcile())
     except Exception:
         log.warning("could not reconcile sandboxes at start", exc_info=True)

@@ -14,13 +14,22 @@ from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import actions, exports, files, review
+from chat import downloads, labels
+from chat.actions import files
+from chat.actions.conversations import (
+    access_conversation,
+    available_models,
+    do_create_conversation,
+    do_delete_conversation,
+    do_rename_conversation,
+)
+from chat.actions.errors import ActionError
+from chat.actions.feedback import do_rate, feedback_by_message
+from chat.agent.text import human_size
 from chat.models import Conversation, Output, WorkspaceFile
 from chat.serialize import conversation_data, events_after, file_data
-from sandbox.api import MiB
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -40,7 +49,7 @@ def _sidebar(request: HttpRequest, current: Conversation | None = None) -> dict[
             "id", "title", "updated_at"
         )[:200],
         "current": current,
-        "models": actions.available_models(),
+        "models": available_models(),
     }
 
 
@@ -53,20 +62,22 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # login_required
-    conversation = actions.do_create_conversation(request.user, request.POST.get("model"))
+    conversation = do_create_conversation(request.user, request.POST.get("model"))
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 
 @login_required
 def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
+    conversation = access_conversation(request.user, conversation_id)
     initial = {
         "conversation": conversation_data(conversation),
         "last_seq": conversation.last_seq,
         "events": events_after(conversation, 0),
-        "upload_max_bytes": settings.CODEACT_UPLOAD_MAX_MB * MiB,
+        "upload_max_bytes": files.upload_max_bytes(),
+        "upload_max_label": human_size(files.upload_max_bytes()),
         "uploads_per_request": settings.CODEACT_UPLOADS_PER_REQUEST,
-        "feedback": review.feedback_by_message(conversation, request.user),  # type: ignore[arg-type]
+        "feedback": feedback_by_message(conversation, request.user),  # type: ignore[arg-type]
+        "labels": labels.for_page(),
     }
     context = _sidebar(request, conversation) | {"conversation": conversation, "initial": initial}
     return render(request, "chat/conversation.html", context)
@@ -75,10 +86,10 @@ def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpRespon
 @login_required
 @require_POST
 def rename_conversation(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
+    conversation = access_conversation(request.user, conversation_id)
     try:
-        actions.do_rename_conversation(conversation, request.POST.get("title", ""))
-    except actions.ActionError as exc:
+        do_rename_conversation(conversation, request.POST.get("title", ""))
+    except ActionError as exc:
         flash.error(request, exc.message)
     return redirect("chat:conversation", conversation_id=conversation.id)
 
@@ -86,8 +97,8 @@ def rename_conversation(request: HttpRequest, conversation_id: UUID) -> HttpResp
 @login_required
 @require_POST
 def delete_conversation(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
-    actions.do_delete_conversation(conversation)
+    conversation = access_conversation(request.user, conversation_id)
+    do_delete_conversation(conversation)
     flash.success(request, f"Deleted “{conversation.title}”.")
     return redirect("chat:home")
 
@@ -104,10 +115,10 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     The size is checked from Content-Length before the body is read, and again
     per file. Answers JSON: the stored files, or an error with a code.
     """
-    conversation = actions.access_conversation(request.user, conversation_id)
-    limit = settings.CODEACT_UPLOAD_MAX_MB * MiB
+    conversation = access_conversation(request.user, conversation_id)
+    limit = files.upload_max_bytes()
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared > limit * settings.CODEACT_UPLOADS_PER_REQUEST + MiB:
+    if declared > limit * settings.CODEACT_UPLOADS_PER_REQUEST + files.MiB:
         return _error(
             413,
             "file_too_large",
@@ -130,7 +141,7 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
             stored.append(
                 files.do_upload_file(conversation, request.user, upload.name or "upload", data)
             )
-    except actions.ActionError as exc:
+    except ActionError as exc:
         status = 413 if exc.code == "file_too_large" else 400
         body = {"error": {"code": exc.code, "message": exc.message}}
         body["files"] = [file_data(f) for f in stored]  # type: ignore[assignment]
@@ -142,7 +153,7 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
 @require_POST
 def rate_message(request: HttpRequest, conversation_id: UUID, message_id: int) -> HttpResponse:
     """Rate an answer: JSON {"rating": 1 | -1 | null, "comment": "..."}."""
-    conversation = actions.access_conversation(request.user, conversation_id)
+    conversation = access_conversation(request.user, conversation_id)
     if len(request.body) > 16 * 1024:
         return _error(413, "too_large", "The feedback is too long.")
     try:
@@ -152,14 +163,14 @@ def rate_message(request: HttpRequest, conversation_id: UUID, message_id: int) -
     if not isinstance(body, dict):
         return _error(400, "malformed", "The feedback could not be read.")
     try:
-        feedback = review.do_rate(
+        feedback = do_rate(
             conversation,
             request.user,  # type: ignore[arg-type]
             message_id,
             body.get("rating"),
             body.get("comment", ""),
         )
-    except actions.ActionError as exc:
+    except ActionError as exc:
         status = 404 if exc.code == "no_message" else 400
         return _error(status, exc.code, exc.message)
     if feedback is None:
@@ -167,53 +178,31 @@ def rate_message(request: HttpRequest, conversation_id: UUID, message_id: int) -
     return JsonResponse({"feedback": {"rating": feedback.rating, "comment": feedback.comment}})
 
 
-def attachment(content: bytes | str, content_type: str, name: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
-    return no_sniff(response)
-
-
-def no_sniff(response: HttpResponse) -> HttpResponse:
-    response["X-Content-Type-Options"] = "nosniff"
-    # If opened directly, an SVG (or anything) must not run script or load anything.
-    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
 @login_required
 @require_GET
 def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
-    file = get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
-    return attachment(bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1])
+    conversation = access_conversation(request.user, conversation_id)
+    return downloads.workspace_file(
+        get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
+    )
 
 
 @login_required
 @require_GET
 def output_image(request: HttpRequest, conversation_id: UUID, output_id: int) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
-    output = get_object_or_404(Output, pk=output_id, conversation=conversation, image__isnull=False)
-    return no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
+    conversation = access_conversation(request.user, conversation_id)
+    return downloads.output_image(
+        get_object_or_404(Output, pk=output_id, conversation=conversation, image__isnull=False)
+    )
 
 
 @login_required
 @require_GET
 def export_notebook(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
-    return attachment(
-        exports.notebook_json(conversation),
-        "application/x-ipynb+json",
-        f"{exports.export_stem(conversation)}.ipynb",
-    )
+    return downloads.notebook(access_conversation(request.user, conversation_id))
 
 
 @login_required
 @require_GET
 def export_markdown(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
-    conversation = actions.access_conversation(request.user, conversation_id)
-    return attachment(
-        exports.markdown(conversation),
-        "text/markdown; charset=utf-8",
-        f"{exports.export_stem(conversation)}.md",
-    )
+    return downloads.markdown(access_conversation(request.user, conversation_id))

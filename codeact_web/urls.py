@@ -5,7 +5,7 @@ from chat import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("review/", include("chat.review_urls")),
+    path("review/", include("review.urls")),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("chat.urls")),

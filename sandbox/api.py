@@ -16,6 +16,10 @@ Poll = Callable[[], bool]
 Status = Literal["ok", "error", "timeout", "interrupted", "died"]
 
 MiB = 1 << 20
+# The image formats a display item may carry, most preferred first. The host keeps
+# one image per item, the first of these present; other image types are dropped.
+# (The bridge in sandbox/image/ has its own copy: it runs in the container alone.)
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
 
 class SandboxError(Exception):
@@ -90,9 +94,17 @@ class FileInfo:
 
 
 class Sandbox(Protocol):
-    """One conversation's stateful Python kernel in an isolated container."""
+    """One conversation's stateful Python kernel in an isolated container.
+
+    `DockerSandbox` implements it; the worker's executor depends only on this.
+    """
 
     id: str
+
+    @property
+    def alive(self) -> bool:
+        """False once the container (or the connection to it) is gone."""
+        ...
 
     def execute(
         self,
@@ -129,6 +141,10 @@ class Sandbox(Protocol):
 
     def list_files(self) -> list[FileInfo]:
         """The regular files under /workspace."""
+        ...
+
+    def detach(self) -> None:
+        """Let go of the sandbox without stopping it (another worker may attach)."""
         ...
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ import docker
 from docker.types import Ulimit
 
 from sandbox.api import (
+    IMAGE_MIMES,
     ExecutionResult,
     FileInfo,
     Limits,
@@ -50,7 +51,6 @@ CONTROL_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05  # how often a running cell calls its `poll` (Stop within 0.5 s)
 CHUNK = 1 << 20
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
 
 def managed_containers(client: docker.DockerClient, **labels: str) -> list[Any]:
@@ -567,10 +567,12 @@ class _CellGuard:
     def _rich(self, output: dict[str, Any]) -> Output:
         raw = output.get("data")
         data = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {}
-        for mime in IMAGE_TYPES:
+        for mime in IMAGE_MIMES:
             if mime in data and len(str(data[mime])) > self.limits.image_bytes * 4 // 3 + 4:
                 del data[mime]
                 self.dropped_images += 1
+        kept = next((mime for mime in IMAGE_MIMES if mime in data), None)
+        data = {k: v for k, v in data.items() if k == kept or not k.startswith("image/")}
         clean: Output = {
             "output_type": output["output_type"],
             "data": data,

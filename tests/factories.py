@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from chat.models import Conversation, Execution, Message, Output, Turn
 
@@ -79,3 +81,10 @@ def analysis_conversation(owner: Any, title: str = "Sales trend") -> Conversatio
         final=True,
     )
     return conversation
+
+
+def backdate(conversation: Conversation, days: int) -> None:
+    """Make a conversation and its turns `days` days old."""
+    when = timezone.now() - timedelta(days=days)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=when)
+    Turn.objects.filter(conversation=conversation).update(created_at=when)

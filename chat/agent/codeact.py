@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chat.agent.text import human_size, strip_ansi
+
 OPEN_TAG = "<execute>"
 CLOSE_TAG = "</execute>"
 STOP_SEQUENCES = [CLOSE_TAG]
@@ -22,10 +24,10 @@ NO_OUTPUT = "[Code executed successfully with no output.]"
 MODEL_OUTPUT_LIMIT = 4000  # longer observations keep their head and tail only
 MODEL_OUTPUT_KEEP = 2000
 
-_ACTION = re.compile(r"<execute>(.*?)</execute>", re.DOTALL)
-_SOLUTION = re.compile(r"<solution>(.*?)(?:</solution>|$)", re.DOTALL)
+# A complete action block; the first one in a reply is the action.
+ACTION_BLOCK = re.compile(r"<execute>(.*?)</execute>", re.DOTALL)
+SOLUTION_TAGS = ("<solution>", "</solution>")
 _FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?\s*```\s*$", re.DOTALL)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 SYSTEM_PROMPT = """\
 You are a helpful assistant that can run Python code. You have a stateful \
@@ -91,7 +93,7 @@ def parse_action(text: str) -> Action | None:
     ended it, even inside a string literal. A Markdown fence around the code
     is removed; an empty block is not an action.
     """
-    match = _ACTION.search(text)
+    match = ACTION_BLOCK.search(text)
     if match is None:
         return None
     code = match.group(1)
@@ -104,28 +106,6 @@ def parse_action(text: str) -> Action | None:
     return Action(code=textwrap.dedent(code), end=match.end())
 
 
-def solution(text: str) -> str | None:
-    """The content of a `<solution>` block, if the reply has one."""
-    match = _SOLUTION.search(text)
-    return match.group(1).strip() if match else None
-
-
-def display_text(text: str) -> str:
-    """The reply as the page shows it around its code cell: the action block is
-    taken out (the cell shows the code) and solution tags are dropped."""
-    text = _ACTION.sub("", text)
-    opened = text.find(OPEN_TAG)
-    if opened != -1:  # an unclosed block (a stopped reply): its code is shown as code
-        text = (
-            text[:opened] + "\n```python\n" + text[opened + len(OPEN_TAG) :].strip("\n") + "\n```"
-        )
-    return text.replace("<solution>", "").replace("</solution>", "").strip()
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
 def system_prompt(files: Sequence[PromptFile] = (), base: str = SYSTEM_PROMPT) -> str:
     """The system prompt, listing the conversation's files with their paths."""
     if not files:
@@ -136,15 +116,6 @@ def system_prompt(files: Sequence[PromptFile] = (), base: str = SYSTEM_PROMPT) -
 
 def _origin(origin: str) -> str:
     return "uploaded by the user" if origin == "upload" else "created by your code"
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 def output_text(output: dict[str, Any]) -> str:

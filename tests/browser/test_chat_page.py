@@ -146,17 +146,17 @@ def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(
         assert intruder.request.get(web + url if url.startswith("/") else url).status == 404
     other.close()
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        from chat import sandboxes
+        from chat.worker import pool
 
-        sandboxes.remove(record, "test")
+        pool.remove(record, "test")
 
 
 def remove_sandboxes():
-    from chat import sandboxes
     from chat.models import SandboxRecord
+    from chat.worker import pool
 
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        sandboxes.remove(record, "test")
+        pool.remove(record, "test")
 
 
 def start_conversation(page, web, username):

@@ -5,11 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from playwright.sync_api import expect
 
-from chat import exports, review
 from chat.models import AuditRecord, Conversation, Execution, Feedback
+from review import datasets
+from review.permissions import REVIEWERS_GROUP, ensure_reviewers_group
 from tests.browser.conftest import screenshot
 from tests.browser.test_chat_page import remove_sandboxes, start_conversation
 from tests.conftest import session_cookie
@@ -67,7 +68,8 @@ def test_a_rated_answer_is_reviewed_flagged_and_exported(page, web, browser, mod
 
     # A reviewer filters on bad ratings and opens the transcript.
     reviewer = UserFactory(username="rita", is_staff=True)
-    reviewer.groups.add(review.reviewers_group())
+    ensure_reviewers_group()
+    reviewer.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     desk = context.new_page()
     log_in(desk, web, reviewer)
@@ -99,7 +101,7 @@ def test_a_rated_answer_is_reviewed_flagged_and_exported(page, web, browser, mod
     lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    exports.check_training_record(record)
+    datasets.check_training_record(record)
     assert record["id"] == str(conversation.id) and record["rating"] == {"up": 0, "down": 1}
     context.close()
 

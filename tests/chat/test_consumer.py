@@ -7,6 +7,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
+from chat.actions.conversations import do_delete_conversation
 from chat.models import Message, Turn
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
@@ -269,11 +270,9 @@ async def test_strangers_cannot_connect(owner, other_user, conversation):
 
 
 async def test_deleting_a_conversation_closes_its_sockets(owner, conversation):
-    from chat import actions
-
     async with open_socket(owner, conversation.id) as sock:
         await sock.receive()
-        await database_sync_to_async(actions.do_delete_conversation)(conversation)
+        await database_sync_to_async(do_delete_conversation)(conversation)
         assert (await sock.receive())["type"] == "deleted"
         closed = await sock.communicator.receive_output(2)
         assert closed["type"] == "websocket.close"

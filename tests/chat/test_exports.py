@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from django.urls import reverse
 
-from chat import actions
+from chat.actions.conversations import do_create_conversation
 from tests.factories import PNG, analysis_conversation
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,7 @@ def test_exports_are_the_owners_only(client, other_user, analysis):
 
 
 def test_an_empty_conversation_exports_a_valid_notebook(client, owner):
-    conversation = actions.do_create_conversation(owner)
+    conversation = do_create_conversation(owner)
     client.force_login(owner)
     nb = json.loads(client.get(reverse("chat:export_ipynb", args=[conversation.id])).content)
     nbformat.validate(nbformat.from_dict(nb))

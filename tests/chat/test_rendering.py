@@ -2,7 +2,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat.rendering import render_markdown, sanitize_table_html
+from chat.rendering import display_text, render_markdown, sanitize_table_html
 
 
 class _Elements(HTMLParser):
@@ -74,3 +74,16 @@ def test_dataframe_html_keeps_only_the_table():
     for bad in ("script", "style", "onclick", "onerror", "javascript", "<img", "<a ", "evil"):
         assert bad not in clean, bad
     assert "<td>x</td>" in clean and "<td>y</td>" in clean
+
+
+@pytest.mark.parametrize(
+    ("reply", "shown"),
+    [
+        ("Let me check.\n<execute>\nprint(1)\n</execute>", "Let me check."),
+        ("The answer is <solution>42</solution>.", "The answer is 42."),
+        ("Stopped here:\n<execute>\nx = 1", "Stopped here:\n\n```python\nx = 1\n```"),
+        ("Plain.", "Plain."),
+    ],
+)
+def test_it_shows_a_reply_without_its_action(reply, shown):
+    assert display_text(reply) == shown

@@ -71,19 +71,6 @@ def test_it_reports_where_the_action_ends():
     assert reply[: action.end] == "Step one.\n<execute>x = 1</execute>"
 
 
-@pytest.mark.parametrize(
-    ("reply", "answer"),
-    [
-        ("The sum is <solution>42</solution>.", "42"),
-        ("<solution>\n  x = 3\n</solution>", "x = 3"),
-        ("<solution>cut short", "cut short"),
-        ("No tags here.", None),
-    ],
-)
-def test_it_finds_a_solution(reply, answer):
-    assert codeact.solution(reply) == answer
-
-
 def test_it_formats_outputs_as_an_observation():
     outputs = [
         {"output_type": "stream", "name": "stdout", "text": "hello\n"},
@@ -141,16 +128,3 @@ def test_it_lists_files_in_the_system_prompt():
     assert "- /workspace/sales.csv (2.0 KB, uploaded by the user)" in prompt
     assert "- /workspace/out/plot.png (10 bytes, created by your code)" in prompt
     assert codeact.system_prompt([]) == codeact.SYSTEM_PROMPT
-
-
-@pytest.mark.parametrize(
-    ("reply", "shown"),
-    [
-        ("Let me check.\n<execute>\nprint(1)\n</execute>", "Let me check."),
-        ("The answer is <solution>42</solution>.", "The answer is 42."),
-        ("Stopped here:\n<execute>\nx = 1", "Stopped here:\n\n```python\nx = 1\n```"),
-        ("Plain.", "Plain."),
-    ],
-)
-def test_it_shows_a_reply_without_its_action(reply, shown):
-    assert codeact.display_text(reply) == shown

@@ -19,14 +19,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chat import exports, review
-from chat.models import AuditRecord, Conversation
-
-ACTIONS = {
-    "json": AuditRecord.Action.EXPORT_JSON,
-    "ipynb": AuditRecord.Action.EXPORT_IPYNB,
-    "jsonl": AuditRecord.Action.EXPORT_JSONL,
-}
+from chat import exports
+from chat.models import Conversation
+from review import datasets
+from review.audit import record
+from review.downloads import EXPORT_ACTIONS
+from review.queries import day_bounds, has_errors, rating_filter
 
 
 def _day(value: str) -> date:
@@ -43,7 +41,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--format", choices=sorted(ACTIONS), required=True)
+        parser.add_argument("--format", choices=sorted(EXPORT_ACTIONS), required=True)
         parser.add_argument(
             "-o",
             "--output",
@@ -78,17 +76,17 @@ class Command(BaseCommand):
         if options["model"]:
             qs = qs.filter(model=options["model"])
         if options["since"]:
-            qs = qs.filter(updated_at__gte=review.day_bounds(options["since"])[0])
+            qs = qs.filter(updated_at__gte=day_bounds(options["since"])[0])
         if options["until"]:
-            qs = qs.filter(updated_at__lt=review.day_bounds(options["until"])[1])
+            qs = qs.filter(updated_at__lt=day_bounds(options["until"])[1])
         if options["flagged"]:
             qs = qs.filter(flagged=True)
         if options["not_flagged"]:
             qs = qs.filter(flagged=False)
         if options["rating"]:
-            qs = qs.filter(review.rating_filter(options["rating"]))
+            qs = qs.filter(rating_filter(options["rating"]))
         if options["errors"]:
-            qs = qs.filter(review.has_errors())
+            qs = qs.filter(has_errors())
         return qs
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -115,9 +113,9 @@ class Command(BaseCommand):
             and v
         }
         written = self.write(fmt, rows, options)
-        review.record(
+        record(
             options["actor"],
-            ACTIONS[fmt],
+            EXPORT_ACTIONS[fmt],
             rows,
             via="command",
             detail={"format": fmt, "filters": filters, "written": written},
@@ -139,10 +137,10 @@ class Command(BaseCommand):
             return len(rows)
         if fmt == "json":
             stamp = timezone.now().isoformat()
-            chunks = exports.json_chunks(rows, stamp, with_files=options["with_files"])
+            chunks = datasets.json_chunks(rows, stamp, with_files=options["with_files"])
             count = len(rows)
         else:
-            lines = list(exports.jsonl_lines(rows))
+            lines = list(datasets.jsonl_lines(rows))
             chunks, count = iter(lines), len(lines)
         if output == "-":
             for chunk in chunks:

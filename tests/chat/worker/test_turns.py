@@ -12,9 +12,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from chat import actions, exports, sandboxes
+from chat import tasks
 from chat.agent import codeact
 from chat.models import Execution, Message, Output, SandboxRecord, Turn, WorkspaceFile
+from chat.worker import pool
+from review import datasets
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
 from tests.support.processes import start_worker
@@ -34,7 +36,7 @@ def conversation(owner):
 def remove_sandboxes():
     yield
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        sandboxes.remove(record, "test")
+        pool.remove(record, "test")
 
 
 def code(source: str, before: str = "") -> Script:
@@ -140,8 +142,8 @@ async def test_variables_live_on_into_the_next_turn(worker, model_server, owner,
     } in history
 
     # the training export is exactly what the model was sent, then its answer
-    record = await db(exports.training_record)(conversation)
-    exports.check_training_record(record)
+    record = await db(datasets.training_record)(conversation)
+    datasets.check_training_record(record)
     last_prompt = model_server.requests[-1]["messages"]
     assert record["conversations"] == [*last_prompt, {"role": "assistant", "content": "1144.9"}]
 
@@ -338,7 +340,7 @@ async def test_a_worker_killed_mid_cell_is_interrupted_and_nothing_runs_twice(
         pid = int(turn.worker.rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)  # the worker dies mid-cell
         await asyncio.sleep(3.5)  # the lease (3 s in tests) runs out
-        await db(actions.do_sweep_turns)()  # what beat does every few seconds
+        await db(tasks.sweep_turns)()  # what beat does every few seconds
         finished = await sock.turn_finished(5)
     assert finished["turn"]["status"] == "interrupted"
     assert finished["turn"]["error_code"] == "worker_lost"
@@ -382,7 +384,7 @@ async def test_a_reaped_sandbox_comes_back_with_the_files_and_a_notice(
 
     def reap():
         record = SandboxRecord.objects.get(conversation=conversation, state="claimed")
-        sandboxes.remove(record, "idle")  # what the reaper does after 15 idle minutes
+        pool.remove(record, "idle")  # what the reaper does after 15 idle minutes
 
     await db(reap)()
     model_server.push(code("print(open('notes.txt').read())\nprint(secret)"), Script(text="Hm."))

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat import sandboxes
 from chat.models import SandboxRecord
+from chat.worker import pool
 from sandbox.api import SandboxError
 from tests.factories import ConversationFactory
 
@@ -17,24 +17,24 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 def cleanup():
     yield
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        sandboxes.remove(record, "test")
-    sandboxes.reconcile(grace=0)
+        pool.remove(record, "test")
+    pool.reconcile(grace=0)
 
 
 def container_running(container_id):
     try:
-        return sandboxes._client().containers.get(container_id).status == "running"
+        return pool._client().containers.get(container_id).status == "running"
     except Exception:
         return False
 
 
 def test_the_pool_fills_and_a_claim_takes_a_warm_sandbox(owner, settings):
     settings.CODEACT_POOL_SIZE = 2
-    assert sandboxes.top_up_pool() == 2
-    assert sandboxes.top_up_pool() == 0
+    assert pool.top_up_pool() == 2
+    assert pool.top_up_pool() == 0
     conversation = ConversationFactory(owner=owner)
 
-    claim = sandboxes.claim_for(conversation)
+    claim = pool.claim_for(conversation)
     assert claim.fresh
     assert claim.record.state == "claimed" and claim.record.conversation == conversation
     # numpy, pandas and matplotlib were imported while the sandbox was in the pool
@@ -47,7 +47,7 @@ def test_the_pool_fills_and_a_claim_takes_a_warm_sandbox(owner, settings):
     claim.sandbox.detach()
     assert SandboxRecord.objects.filter(state="warm").count() == 1
 
-    again = sandboxes.claim_for(conversation)
+    again = pool.claim_for(conversation)
     assert not again.fresh and again.record.pk == claim.record.pk
     assert again.sandbox.execute("print(kept)").outputs[0]["text"] == "7\n"
     again.sandbox.detach()
@@ -55,7 +55,7 @@ def test_the_pool_fills_and_a_claim_takes_a_warm_sandbox(owner, settings):
 
 def test_a_claim_starts_a_sandbox_when_the_pool_is_empty(owner, settings):
     settings.CODEACT_POOL_SIZE = 0
-    claim = sandboxes.claim_for(ConversationFactory(owner=owner))
+    claim = pool.claim_for(ConversationFactory(owner=owner))
     assert claim.fresh
     assert claim.sandbox.execute("1 + 1").status == "ok"
     claim.sandbox.detach()
@@ -64,9 +64,9 @@ def test_a_claim_starts_a_sandbox_when_the_pool_is_empty(owner, settings):
 def test_a_dead_sandbox_is_replaced_and_the_loss_reported(owner, settings):
     settings.CODEACT_POOL_SIZE = 0
     conversation = ConversationFactory(owner=owner)
-    first = sandboxes.claim_for(conversation)
+    first = pool.claim_for(conversation)
     first.sandbox.execute("import os\nos.kill(-1, 9)")
-    second = sandboxes.claim_for(conversation)
+    second = pool.claim_for(conversation)
     assert second.fresh and second.record.pk != first.record.pk
     assert SandboxRecord.objects.get(pk=first.record.pk).state == "removed"
     second.sandbox.detach()
@@ -75,41 +75,41 @@ def test_a_dead_sandbox_is_replaced_and_the_loss_reported(owner, settings):
 def test_the_per_user_cap_gives_a_clear_error(owner, other_user, settings):
     settings.CODEACT_POOL_SIZE = 0
     settings.CODEACT_SANDBOXES_PER_USER = 1
-    sandboxes.claim_for(ConversationFactory(owner=owner)).sandbox.detach()
+    pool.claim_for(ConversationFactory(owner=owner)).sandbox.detach()
     with pytest.raises(SandboxError) as refused:
-        sandboxes.claim_for(ConversationFactory(owner=owner))
+        pool.claim_for(ConversationFactory(owner=owner))
     assert refused.value.permanent
     assert "the most allowed" in refused.value.message
-    sandboxes.claim_for(ConversationFactory(owner=other_user)).sandbox.detach()
+    pool.claim_for(ConversationFactory(owner=other_user)).sandbox.detach()
 
 
 def test_idle_sandboxes_are_reaped(owner, settings):
     settings.CODEACT_POOL_SIZE = 0
-    claim = sandboxes.claim_for(ConversationFactory(owner=owner))
+    claim = pool.claim_for(ConversationFactory(owner=owner))
     claim.sandbox.detach()
     SandboxRecord.objects.filter(pk=claim.record.pk).update(
         last_used_at=timezone.now() - timedelta(seconds=settings.CODEACT_SANDBOX_IDLE_SECONDS + 1)
     )
-    assert sandboxes.reap_idle() == 1
+    assert pool.reap_idle() == 1
     assert SandboxRecord.objects.get(pk=claim.record.pk).removed_reason == "idle"
     assert not container_running(claim.record.container_id)
 
 
 def test_orphans_are_removed_and_strangers_left_alone(owner, settings):
     settings.CODEACT_POOL_SIZE = 1
-    sandboxes.top_up_pool()
+    pool.top_up_pool()
     kept = SandboxRecord.objects.get(state="warm")
-    orphan = sandboxes._new_container()  # labelled as ours, unknown to the registry
+    orphan = pool._new_container()  # labelled as ours, unknown to the registry
     orphan.detach()
-    stranger = sandboxes._client().containers.run(
-        sandboxes.image(), entrypoint=["sleep", "60"], detach=True,
+    stranger = pool._client().containers.run(
+        pool.image(), entrypoint=["sleep", "60"], detach=True,
         labels={"codeact.managed": "1", "codeact.deployment": "someone-else"},
     )  # fmt: skip
     try:
         # Just created: it may be a sandbox whose row another worker is about to write.
-        assert sandboxes.reconcile() == {"orphans": 0, "gone": 0}
+        assert pool.reconcile() == {"orphans": 0, "gone": 0}
         assert container_running(orphan.id)
-        assert sandboxes.reconcile(grace=0) == {"orphans": 1, "gone": 0}
+        assert pool.reconcile(grace=0) == {"orphans": 1, "gone": 0}
         assert not container_running(orphan.id)
         assert container_running(kept.container_id)
         assert container_running(stranger.id)

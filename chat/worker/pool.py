@@ -1,5 +1,8 @@
 """Sandbox lifecycle: the warm pool, claims, idle reaping and orphan removal.
 
+A claim hands the executor a `sandbox.api.Sandbox`; only this module knows
+that sandboxes are Docker containers (`sandbox.docker_backend`).
+
 The database is the registry. A warm container is claimed with a row lock
 (SKIP LOCKED), so two workers never get the same one; a container that the
 registry does not list as live, but that carries this deployment's label, is
@@ -22,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Conversation, SandboxRecord
-from sandbox.api import Limits, SandboxError
+from sandbox.api import Limits, Sandbox, SandboxError
 from sandbox.docker_backend import DockerSandbox, docker_client, managed_containers
 from sandbox.image_tag import image_tag
 
@@ -69,24 +72,24 @@ def _new_container(**labels: str) -> DockerSandbox:
 
 @dataclass
 class Claim:
-    sandbox: DockerSandbox
+    sandbox: Sandbox
     record: SandboxRecord
     fresh: bool  # a new kernel: variables from earlier turns are gone
 
 
 def create_warm() -> SandboxRecord:
     """Start one sandbox, wait until its libraries are imported, and pool it."""
-    box = _new_container(**{"codeact.pool": "1"})
+    container = _new_container(**{"codeact.pool": "1"})
     try:
-        if not box.warm.wait(limits().start_timeout) or not box.alive:
+        if not container.warm.wait(limits().start_timeout) or not container.alive:
             raise SandboxError("The sandbox did not warm up in time.", permanent=False)
         record = SandboxRecord.objects.create(
-            container_id=box.id, image=box.image, runtime=box.runtime or ""
+            container_id=container.id, image=container.image, runtime=container.runtime or ""
         )
     except BaseException:
-        box.close()
+        container.close()
         raise
-    box.detach()
+    container.detach()
     return record
 
 
@@ -105,6 +108,11 @@ def top_up_pool() -> int:
             log.warning("could not start a warm sandbox", exc_info=True)
             break
     return started
+
+
+def _attach(record: SandboxRecord) -> Sandbox:
+    """The running sandbox of a record (raises SandboxError if it does not answer)."""
+    return DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
 
 
 def _take_warm(conversation: Conversation) -> SandboxRecord | None:
@@ -147,39 +155,35 @@ def claim_for(conversation: Conversation) -> Claim:
     ).first()
     if current is not None:
         try:
-            box = DockerSandbox(
-                _client(), current.image, limits(), {}, container_id=current.container_id
-            )
+            sandbox = _attach(current)
             touch(current)
-            return Claim(box, current, fresh=False)
+            return Claim(sandbox, current, fresh=False)
         except SandboxError:
             log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
             remove(current, "lost")
     _check_user_cap(conversation)
     while (record := _take_warm(conversation)) is not None:
         try:
-            box = DockerSandbox(
-                _client(), record.image, limits(), {}, container_id=record.container_id
-            )
-            return Claim(box, record, fresh=True)
+            return Claim(_attach(record), record, fresh=True)
         except SandboxError:
             remove(record, "dead_in_pool")
-    box = _new_container(**{"codeact.conversation": str(conversation.id)})
+    container = _new_container(**{"codeact.conversation": str(conversation.id)})
     now = timezone.now()
     record = SandboxRecord.objects.create(
-        container_id=box.id,
-        image=box.image,
-        runtime=box.runtime or "",
+        container_id=container.id,
+        image=container.image,
+        runtime=container.runtime or "",
         state=SandboxRecord.State.CLAIMED,
         conversation=conversation,
         owner_id=conversation.owner_id,
         claimed_at=now,
         last_used_at=now,
     )
-    return Claim(box, record, fresh=True)
+    return Claim(container, record, fresh=True)
 
 
 def touch(record: SandboxRecord) -> None:
+    """The sandbox was used now (idle reaping counts from here)."""
     SandboxRecord.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
 
 

@@ -3,19 +3,16 @@ permission, every look at content recorded in the audit trail."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Length
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from chat import review, review_views
-from chat.agent import codeact
+from chat.agent.text import strip_ansi
 from chat.models import (
     AuditRecord,
     Conversation,
@@ -27,6 +24,11 @@ from chat.models import (
     Turn,
     WorkspaceFile,
 )
+from review import actions, queries
+from review.admin_filters import HasErrorsFilter, LastActivityFilter, RatingFilter, TurnStatusFilter
+from review.audit import record
+from review.downloads import export_response
+from review.permissions import can_export, can_review
 
 admin.site.site_header = "CodeAct Web administration"
 admin.site.site_title = "CodeAct Web"
@@ -37,7 +39,7 @@ PREVIEW = 120
 
 def _preview(text: str, limit: int = PREVIEW) -> str:
     """One line of plain text: ANSI escapes removed (the admin escapes the HTML)."""
-    flat = " ".join(codeact.strip_ansi(text).split())
+    flat = " ".join(strip_ansi(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -60,10 +62,10 @@ class LogAdmin(ReadOnlyAdmin):
     every detail page or search is recorded."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return review.can_review(request.user)
+        return can_review(request.user)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return review.can_review(request.user)
+        return can_review(request.user)
 
     def conversation_of(self, obj: Any) -> Any:
         return getattr(obj, "conversation_id", None)
@@ -82,7 +84,7 @@ class LogAdmin(ReadOnlyAdmin):
         if query and response.status_code == 200 and hasattr(response, "context_data"):
             found = response.context_data["cl"].result_list
             ids = {self.conversation_of(row) for row in found}
-            review.record(
+            record(
                 request.user,
                 AuditRecord.Action.SEARCH,
                 sorted(str(i) for i in ids if i),
@@ -103,7 +105,7 @@ class LogAdmin(ReadOnlyAdmin):
         if response.status_code == 200:
             obj = self.get_object(request, object_id)
             conversation = self.conversation_of(obj) if obj is not None else None
-            review.record(
+            record(
                 request.user,
                 AuditRecord.Action.LOG_ROW,
                 [conversation] if conversation else [],
@@ -124,95 +126,6 @@ def _count(model: Any, **filters: Any) -> Coalesce:
         .values("n")
     )
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
-
-
-# ---- filters -----------------------------------------------------------------------
-
-
-class LastActivityFilter(admin.SimpleListFilter):
-    title = "last activity"
-    parameter_name = "active"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("today", "Today"),
-            ("yesterday", "Yesterday"),
-            ("7d", "Past 7 days"),
-            ("30d", "Past 30 days"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        today = timezone.localdate()
-        if self.value() == "today":
-            start, end = review.day_bounds(today)
-        elif self.value() == "yesterday":
-            start, end = review.day_bounds(today - timedelta(days=1))
-        elif self.value() in ("7d", "30d"):
-            days = 7 if self.value() == "7d" else 30
-            start, _ = review.day_bounds(today - timedelta(days=days - 1))
-            end = None
-        else:
-            return queryset
-        # Activity on a day means a turn asked that day, not just a rename.
-        updated, asked = Q(updated_at__gte=start), Q(turns__created_at__gte=start)
-        if end is not None:
-            updated &= Q(updated_at__lt=end)
-            asked &= Q(turns__created_at__lt=end)
-        return queryset.filter(updated | asked).distinct()
-
-
-class HasErrorsFilter(admin.SimpleListFilter):
-    title = "errors"
-    parameter_name = "errors"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "With errors"), ("no", "Without errors")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(review.has_errors())
-        if self.value() == "no":
-            return queryset.exclude(review.has_errors())
-        return queryset
-
-
-class TurnStatusFilter(admin.SimpleListFilter):
-    title = "turn status"
-    parameter_name = "turn_status"
-    LABELS = {
-        Turn.Status.QUEUED: "Has a waiting turn",
-        Turn.Status.RUNNING: "Has a running turn",
-        Turn.Status.DONE: "Has an answered turn",
-        Turn.Status.FAILED: "Has a failed turn",
-        Turn.Status.INTERRUPTED: "Has an interrupted turn",
-        Turn.Status.STOPPED: "Has a turn stopped by the user",
-    }
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(status.value, label) for status, label in self.LABELS.items()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in Turn.Status.values:
-            return queryset.filter(turns__status=self.value()).distinct()
-        return queryset
-
-
-class RatingFilter(admin.SimpleListFilter):
-    title = "rating"
-    parameter_name = "rating"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("up", "Rated good (no bad)"),
-            ("down", "Rated bad"),
-            ("rated", "Any rating"),
-            ("unrated", "Not rated"),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("up", "down", "rated", "unrated"):
-            return queryset.filter(review.rating_filter(str(self.value())))
-        return queryset
 
 
 # ---- conversations ------------------------------------------------------------------
@@ -254,7 +167,7 @@ class ConversationAdmin(LogAdmin):
         return queryset.select_related("owner").annotate(
             n_turns=_count(Turn),
             n_executions=_count(Execution),
-            n_errors=_count(Execution, status__in=review.FAILED_EXECUTIONS),
+            n_errors=_count(Execution, status__in=queries.FAILED_EXECUTIONS),
             n_up=_count(Feedback, rating=Feedback.Rating.UP),
             n_down=_count(Feedback, rating=Feedback.Rating.DOWN),
         )
@@ -296,29 +209,29 @@ class ConversationAdmin(LogAdmin):
         )
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return review.can_export(request.user)
+        return can_export(request.user)
 
     @admin.action(description="Flag selected conversations")
     def flag(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
-        n = review.do_flag(queryset, request.user, True, via="admin", request=request)  # type: ignore[arg-type]
+        n = actions.do_flag(queryset, request.user, True, via="admin", request=request)  # type: ignore[arg-type]
         self.message_user(request, f"Flagged {n} conversation(s).", messages.SUCCESS)
 
     @admin.action(description="Remove the flag")
     def unflag(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
-        n = review.do_flag(queryset, request.user, False, via="admin", request=request)  # type: ignore[arg-type]
+        n = actions.do_flag(queryset, request.user, False, via="admin", request=request)  # type: ignore[arg-type]
         self.message_user(request, f"Removed the flag from {n} conversation(s).", messages.SUCCESS)
 
     @admin.action(description="Export as JSON (everything)", permissions=["export"])
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
-        return review_views.export_response(request, queryset, "json", via="admin")
+        return export_response(request, queryset, "json", via="admin")
 
     @admin.action(description="Export as Jupyter notebooks", permissions=["export"])
     def export_ipynb(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
-        return review_views.export_response(request, queryset, "ipynb", via="admin")
+        return export_response(request, queryset, "ipynb", via="admin")
 
     @admin.action(description="Export as CodeAct training JSONL", permissions=["export"])
     def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
-        return review_views.export_response(request, queryset, "jsonl", via="admin")
+        return export_response(request, queryset, "jsonl", via="admin")
 
 
 # ---- the rows of a conversation --------------------------------------------------
@@ -428,7 +341,7 @@ class OutputAdmin(LogAdmin):
 
     @admin.display(description="Text")
     def plain_text(self, obj: Output) -> str:
-        return codeact.strip_ansi(obj.text)
+        return strip_ansi(obj.text)
 
     @admin.display(description="Image bytes")
     def image_size(self, obj: Output) -> int:

@@ -1,4 +1,4 @@
-"""The agent's executor: a conversation's sandbox, its files, and what was lost.
+"""A conversation's code executor: its sandbox, its files, and what was lost.
 
 Claims the sandbox on the first execution of a turn, puts the conversation's
 files into it, runs the code, and keeps the files the code wrote. When the
@@ -13,13 +13,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from django.conf import settings
-
-from chat import actions, files, sandboxes
+from chat.actions import files
+from chat.actions.errors import ActionError
 from chat.agent.loop import Executed
 from chat.models import Execution, SandboxRecord, Turn, WorkspaceFile
-from sandbox.api import MiB, OnOutput, SandboxError
-from sandbox.docker_backend import DockerSandbox
+from chat.worker import pool
+from sandbox.api import FileInfo, OnOutput, Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
 CAPTURE_PER_EXECUTION = 20  # more new files than this in one cell are not all kept
@@ -43,38 +42,40 @@ def _hidden(path: str) -> bool:
     return any(part.startswith(".") or part == "__pycache__" for part in path.split("/"))
 
 
-class ConversationSandbox:
-    """Implements chat.agent.loop.Executor for one turn."""
+class ConversationExecutor:
+    """Runs one turn's code in its conversation's sandbox."""
 
     def __init__(self, turn: Turn, on_notice: Callable[[str, str], None]) -> None:
         self.turn = turn
         self.conversation = turn.conversation
         self.on_notice = on_notice
-        self.box: DockerSandbox | None = None
+        self.sandbox: Sandbox | None = None
         self.record: SandboxRecord | None = None
-        self.execution: Execution | None = None  # set by the runner before each execute
 
-    def execute(self, code: str, on_output: OnOutput, poll: Callable[[], bool]) -> Executed:
+    def execute(
+        self, execution: Execution, on_output: OnOutput, poll: Callable[[], bool]
+    ) -> Executed:
+        """Run the execution's code; keep the files it wrote against that execution."""
         notes = self._ensure_sandbox()
-        assert self.box is not None and self.record is not None
+        assert self.sandbox is not None and self.record is not None
         self._put_files()
-        result = self.box.execute(code, on_output, poll=poll)
-        sandboxes.touch(self.record)
+        result = self.sandbox.execute(execution.code, on_output, poll=poll)
+        pool.touch(self.record)
         new_files: list[str] = []
         if result.status == "died":
             # The container is gone; the next execution starts a new one with the files.
-            sandboxes.remove(self.record, "died")
+            pool.remove(self.record, "died")
             self.close()
         else:
-            new_files = self._capture_files()
+            new_files = self._capture_files(execution)
         return Executed(result, notes=notes, new_files=new_files)
 
     def _ensure_sandbox(self) -> list[str]:
-        if self.box is not None and self.box.alive:
+        if self.sandbox is not None and self.sandbox.alive:
             return []
         self.close()
-        claim = sandboxes.claim_for(self.conversation)
-        self.box, self.record = claim.sandbox, claim.record
+        claim = pool.claim_for(self.conversation)
+        self.sandbox, self.record = claim.sandbox, claim.record
         notes: list[str] = []
         earlier = Execution.objects.filter(conversation=self.conversation).exclude(
             turn=self.turn, status=Execution.Status.RUNNING
@@ -86,41 +87,35 @@ class ConversationSandbox:
             last = earlier.order_by("-id").only("status").first()
             if last is not None and last.status == Execution.Status.LOST:
                 # Its cell may still be running in the kernel: stop it first.
-                self.box.interrupt()
+                self.sandbox.interrupt()
                 notes.append(LOST_CELL_NOTE)
         return notes
 
     def _put_files(self) -> None:
-        assert self.box is not None and self.record is not None
+        assert self.sandbox is not None and self.record is not None
         stale = WorkspaceFile.objects.filter(conversation=self.conversation).exclude(
             sandbox=self.record
         )
         put = {}
         for file in stale:
-            self.box.put_file(file.path, bytes(file.content))
+            self.sandbox.put_file(file.path, bytes(file.content))
             put[file.path] = file
         if put:
             # Remember the mtimes they got, so only later changes count as new.
-            for info in self.box.list_files():
+            for info in self.sandbox.list_files():
                 if info.path in put:
                     files.mark_in_sandbox(put[info.path], self.record.pk, info.mtime_ns)
 
-    def _capture_files(self) -> list[str]:
-        assert self.box is not None and self.record is not None
-        if self.execution is None:
-            return []
-        try:
-            listed = self.box.list_files()
-        except SandboxError:
-            log.warning("could not list the files of %s", self.record.container_id[:12])
-            return []
+    def _changed_files(self, listed: list[FileInfo]) -> list[FileInfo]:
+        """Files new or changed since this sandbox last held them, newest first."""
+        assert self.record is not None
         known = {
             f.path: f
             for f in WorkspaceFile.objects.filter(conversation=self.conversation).only(
                 "path", "size", "mtime_ns", "sandbox_id"
             )
         }
-        limit = settings.CODEACT_CAPTURE_MAX_MB * MiB
+        limit = files.capture_max_bytes()
         changed = [
             info
             for info in listed
@@ -133,15 +128,23 @@ class ConversationSandbox:
                 and known[info.path].size == info.size
             )
         ]
-        changed.sort(key=lambda info: info.mtime_ns, reverse=True)
+        return sorted(changed, key=lambda info: info.mtime_ns, reverse=True)
+
+    def _capture_files(self, execution: Execution) -> list[str]:
+        assert self.sandbox is not None and self.record is not None
+        try:
+            listed = self.sandbox.list_files()
+        except SandboxError:
+            log.warning("could not list the files of %s", self.record.container_id[:12])
+            return []
         saved: list[str] = []
-        for info in changed[:CAPTURE_PER_EXECUTION]:
+        for info in self._changed_files(listed)[:CAPTURE_PER_EXECUTION]:
             try:
-                data = self.box.get_file(info.path)
+                data = self.sandbox.get_file(info.path)
                 file = files.do_capture_file(
-                    self.execution, info.path, data, info.mtime_ns, self.record.pk
+                    execution, info.path, data, info.mtime_ns, self.record.pk
                 )
-            except (SandboxError, actions.ActionError) as exc:
+            except (SandboxError, ActionError) as exc:
                 log.info("not keeping %s: %s", info.path, exc)
                 continue
             if file is not None:
@@ -149,11 +152,13 @@ class ConversationSandbox:
         return sorted(saved)
 
     def close(self) -> None:
-        if self.box is not None:
-            self.box.detach()
-        self.box = None
+        """Let go of the sandbox (it stays up for the conversation's next turn)."""
+        if self.sandbox is not None:
+            self.sandbox.detach()
+        self.sandbox = None
         self.record = None
 
     @staticmethod
     def limits() -> dict[str, object]:
-        return dataclasses.asdict(sandboxes.limits())
+        """The limits a cell runs under, as recorded with each execution."""
+        return dataclasses.asdict(pool.limits())

@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from chat import files
+from chat.actions import files
 from chat.models import WorkspaceFile
 from tests.factories import ConversationFactory
 

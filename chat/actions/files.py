@@ -1,8 +1,7 @@
 """Workspace files: uploads and what the code writes, stored in PostgreSQL.
 
 The bytes are never unpacked or parsed on the host; the sandbox gets them
-back when it is new. These are actions in the sense of chat.actions: they
-write, then notify on commit.
+back when it is new. The size limits of files live here.
 """
 
 from __future__ import annotations
@@ -17,10 +16,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 
-from chat.actions import ActionError, notify
+from chat.actions.errors import ActionError
+from chat.broadcast import publish_on_commit
 from chat.models import Conversation, Execution, WorkspaceFile
 from chat.serialize import file_event
-from sandbox.api import MiB
+
+MiB = 1 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -55,9 +56,18 @@ def _unused_name(conversation: Conversation, name: str) -> str:
     raise ActionError("too_many_files", "This conversation has too many files with that name.")
 
 
+def upload_max_bytes() -> int:
+    """The largest file a user may upload."""
+    return int(settings.CODEACT_UPLOAD_MAX_MB) * MiB
+
+
+def capture_max_bytes() -> int:
+    """The largest file written by code that is kept for download."""
+    return int(settings.CODEACT_CAPTURE_MAX_MB) * MiB
+
+
 def check_upload_size(size: int) -> None:
-    limit = settings.CODEACT_UPLOAD_MAX_MB * MiB
-    if size > limit:
+    if size > upload_max_bytes():
         raise ActionError(
             "file_too_large",
             f"The file is {size / MiB:.1f} MB; uploads are limited to "
@@ -99,7 +109,7 @@ def do_upload_file(conversation: Conversation, user: Any, name: str, data: bytes
             uploaded_by=user,
             seq=seq,
         )
-        notify(conversation.id, file_event(file))
+        publish_on_commit(conversation.id, file_event(file))
     return file
 
 
@@ -129,9 +139,10 @@ def do_capture_file(
             seq,
         )
         file.save()
-        notify(conversation.id, file_event(file))
+        publish_on_commit(conversation.id, file_event(file))
     return file
 
 
 def mark_in_sandbox(file: WorkspaceFile, sandbox_id: int, mtime_ns: int) -> None:
+    """Remember that this sandbox holds this version of the file, with this mtime."""
     WorkspaceFile.objects.filter(pk=file.pk).update(sandbox_id=sandbox_id, mtime_ns=mtime_ns)

@@ -1,43 +1,17 @@
-"""Review of conversation logs: permissions, the audit trail, feedback, flags,
-the reviewer's conversation queries and the usage overview.
-
-Reading another user's conversation (a transcript, a log row in the admin, a
-search over message text) and exporting logs each need a dedicated
-permission; staff status alone shows no content. Every such read and export
-leaves an `AuditRecord`.
-"""
+"""What reviewers look for: conversations with errors, ratings, days, and the
+usage overview (counts per user and day, never content)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, User
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest
 from django.utils import timezone
 
-from chat.actions import ActionError
-from chat.models import (
-    AuditRecord,
-    Conversation,
-    Execution,
-    Feedback,
-    Message,
-    Output,
-    ReviewNote,
-    Turn,
-)
-
-REVIEW = "chat.review_conversation"
-EXPORT = "chat.export_conversation"
-REVIEWERS_GROUP = "Reviewers"
-COMMENT_MAX = 2000
-NOTE_MAX = 5000
+from chat.models import Execution, Feedback, Output, Turn
 
 # How an execution can go wrong, as the reviewer filters and counts it.
 FAILED_EXECUTIONS = (
@@ -48,152 +22,6 @@ FAILED_EXECUTIONS = (
     Execution.Status.FAILED,
 )
 FAILED_TURNS = (Turn.Status.FAILED, Turn.Status.INTERRUPTED)
-
-AnyUser = AbstractBaseUser | AnonymousUser  # what request.user is
-
-
-def _has(user: AnyUser, perm: str) -> bool:
-    return bool(
-        isinstance(user, User) and user.is_authenticated and user.is_active and user.has_perm(perm)
-    )
-
-
-def can_review(user: AnyUser) -> bool:
-    return _has(user, REVIEW)
-
-
-def can_export(user: AnyUser) -> bool:
-    return _has(user, EXPORT)
-
-
-def ensure_reviewers_group(**_: Any) -> None:
-    """The Reviewers group holds both permissions; run after every migrate."""
-    perms = Permission.objects.filter(
-        content_type__app_label="chat",
-        codename__in=["review_conversation", "export_conversation"],
-    )
-    if perms.count() < 2:  # permissions are created by the same post_migrate signal
-        return
-    group, _created = Group.objects.get_or_create(name=REVIEWERS_GROUP)
-    group.permissions.add(*perms)
-
-
-def reviewers_group() -> Group:
-    ensure_reviewers_group()
-    return Group.objects.get(name=REVIEWERS_GROUP)
-
-
-# ---- audit ---------------------------------------------------------------------
-
-
-def _client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def record(
-    actor: AnyUser | str,
-    action: str,
-    conversations: Iterable[Any] = (),
-    *,
-    via: str,
-    detail: dict[str, Any] | None = None,
-    request: HttpRequest | None = None,
-) -> AuditRecord:
-    """Write one audit record. `actor` is a user, or a name for command-line runs."""
-    ids = [str(getattr(c, "pk", c)) for c in conversations]
-    user = actor if isinstance(actor, User) else None
-    name = actor if isinstance(actor, str) else actor.get_username()
-    return AuditRecord.objects.create(
-        user=user,
-        actor=name,
-        action=action,
-        conversations=ids,
-        count=len(ids),
-        detail=detail or {},
-        via=via,
-        ip=_client_ip(request),
-    )
-
-
-# ---- feedback, flags, notes ----------------------------------------------------------
-
-
-def do_rate(
-    conversation: Conversation, user: User, message_id: Any, rating: Any, comment: Any
-) -> Feedback | None:
-    """Rate an assistant answer (1 or -1, None clears the rating) with an optional comment."""
-    try:
-        message = conversation.messages.get(pk=int(message_id), role=Message.Role.ASSISTANT)
-    except (Message.DoesNotExist, TypeError, ValueError):
-        raise ActionError("no_message", "There is no such answer to rate.") from None
-    if message.status == Message.Status.STREAMING:
-        raise ActionError("still_streaming", "Wait for the answer to finish before rating it.")
-    if rating is None:
-        Feedback.objects.filter(message=message, user=user).delete()
-        return None
-    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN) or isinstance(rating, bool):
-        raise ActionError("invalid_rating", "A rating is 1 (good) or -1 (bad).")
-    if not isinstance(comment, str):
-        comment = ""
-    if len(comment) > COMMENT_MAX:
-        raise ActionError("comment_too_long", f"Keep the comment under {COMMENT_MAX} characters.")
-    feedback, _created = Feedback.objects.update_or_create(
-        message=message,
-        user=user,
-        defaults={"conversation": conversation, "rating": rating, "comment": comment.strip()},
-    )
-    return feedback
-
-
-def feedback_by_message(conversation: Conversation, user: User) -> dict[str, Any]:
-    rows = Feedback.objects.filter(conversation=conversation, user=user)
-    return {str(f.message_id): {"rating": f.rating, "comment": f.comment} for f in rows}
-
-
-def do_flag(
-    conversations: QuerySet[Conversation],
-    reviewer: User,
-    flagged: bool,
-    via: str,
-    request: HttpRequest | None = None,
-) -> int:
-    """Flag or unflag conversations; does not touch their last-activity time."""
-    ids = list(conversations.values_list("pk", flat=True))
-    with transaction.atomic():
-        count = Conversation.objects.filter(pk__in=ids).update(
-            flagged=flagged,
-            flagged_at=timezone.now() if flagged else None,
-            flagged_by=reviewer if flagged else None,
-        )
-        record(
-            reviewer,
-            AuditRecord.Action.FLAG,
-            ids,
-            via=via,
-            detail={"flagged": flagged},
-            request=request,
-        )
-    return count
-
-
-def do_add_note(
-    conversation: Conversation,
-    reviewer: User,
-    text: str,
-    via: str,
-    request: HttpRequest | None = None,
-) -> ReviewNote:
-    text = text.strip()
-    if not text:
-        raise ActionError("empty_note", "Write something in the note first.")
-    if len(text) > NOTE_MAX:
-        raise ActionError("note_too_long", f"Keep a note under {NOTE_MAX} characters.")
-    with transaction.atomic():
-        note = ReviewNote.objects.create(conversation=conversation, author=reviewer, text=text)
-        record(reviewer, AuditRecord.Action.NOTE, [conversation], via=via, request=request)
-    return note
 
 
 # ---- what reviewers filter on -----------------------------------------------------

@@ -1,0 +1,88 @@
+"""Conversations: the one ownership check, and create, rename, model, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404
+
+from chat.actions.errors import ActionError
+from chat.broadcast import publish_on_commit
+from chat.models import Conversation
+from chat.serialize import conversation_event
+
+
+def access_conversation(
+    user: AbstractBaseUser | AnonymousUser, conversation_id: Any
+) -> Conversation:
+    """The one ownership check for every read and write of a conversation.
+
+    Raises Http404 when the conversation does not exist or belongs to someone
+    else, so the two cases cannot be told apart.
+    """
+    if not user.is_authenticated:
+        raise Http404("No such conversation")
+    try:
+        return Conversation.objects.get(id=conversation_id, owner_id=user.pk)
+    except (Conversation.DoesNotExist, ValueError, ValidationError):
+        raise Http404("No such conversation") from None
+
+
+def available_models() -> list[dict[str, Any]]:
+    """The model endpoints a user can choose from (keys and labels only)."""
+    return [{"key": m["key"], "label": m["label"]} for m in settings.CODEACT_MODELS]
+
+
+def model_config(key: str) -> dict[str, Any]:
+    """The configuration of a model endpoint; the first one for an unknown key."""
+    for model in settings.CODEACT_MODELS:
+        if model["key"] == key:
+            return dict(model)
+    return dict(settings.CODEACT_MODELS[0])
+
+
+def _model_keys() -> set[str]:
+    return {str(m["key"]) for m in settings.CODEACT_MODELS}
+
+
+def do_create_conversation(owner: User, model: str | None = None) -> Conversation:
+    """A new, empty conversation answered by `model` (or the first model)."""
+    chosen = model if model in _model_keys() else str(settings.CODEACT_MODELS[0]["key"])
+    return Conversation.objects.create(owner=owner, model=chosen)
+
+
+def do_rename_conversation(conversation: Conversation, title: str) -> Conversation:
+    """Give the conversation a title (white space folded, at most 200 characters)."""
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise ActionError("invalid_title", "A title cannot be empty.")
+    return _update_conversation(conversation, title=title)
+
+
+def do_set_model(conversation: Conversation, key: str) -> Conversation:
+    """Choose the model that answers this conversation's next messages."""
+    if key not in _model_keys():
+        raise ActionError("unknown_model", f"There is no model called '{key[:100]}'.")
+    return _update_conversation(conversation, model=key)
+
+
+def _update_conversation(conversation: Conversation, **fields: str) -> Conversation:
+    with transaction.atomic():
+        conversation.seq = conversation.next_seq()
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=[*fields, "seq", "updated_at"])
+        publish_on_commit(conversation.id, conversation_event(conversation))
+    return conversation
+
+
+def do_delete_conversation(conversation: Conversation) -> None:
+    """Delete the conversation and everything in it; open pages are told."""
+    conversation_id = conversation.id
+    with transaction.atomic():
+        conversation.delete()
+        publish_on_commit(conversation_id, {"type": "deleted"})

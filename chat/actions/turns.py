@@ -1,0 +1,188 @@
+"""Turns on the worker's side: claim, lease, finish, interrupt, sweep.
+
+A turn runs at most once: it is claimed by compare-and-set (queued -> running
+with a lease). A turn whose lease ran out belonged to a worker that died: it
+is marked interrupted and never silently run again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from chat.actions import executions, replies
+from chat.actions.sql import columns, field_names, one_statement
+from chat.broadcast import publish_on_commit
+from chat.models import Conversation, Message, Turn
+from chat.serialize import message_event, turn_event
+
+
+def worker_name() -> str:
+    """Host and process id of the worker that claims a turn (computed per call: a
+    forking pool runs tasks in children)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# Claim a queued turn in one statement (one round trip on the way to the first
+# token): take two sequence numbers (the turn's, then its first reply's), mark the
+# turn running with a lease, store the first reply (streaming, empty), and return
+# all three rows. Only a turn still queued is claimed, and the conversation row is
+# locked before the turn (the order every other writer uses: no deadlock). A
+# duplicate delivery that loses the race for the turn row still takes its two
+# numbers; a client treats the gap as a reason to resync, and finds nothing missing.
+_CLAIM_SQL = f"""
+WITH bumped AS (
+    UPDATE chat_conversation SET last_seq = last_seq + 2, updated_at = %(now)s
+    WHERE id = (SELECT conversation_id FROM chat_turn WHERE id = %(turn)s AND status = 'queued')
+    RETURNING {columns(Conversation, "chat_conversation")}
+), claimed AS (
+    UPDATE chat_turn SET status = 'running', lease_until = %(lease)s, worker = %(worker)s,
+        started_at = %(now)s, seq = bumped.last_seq - 1
+    FROM bumped WHERE chat_turn.id = %(turn)s AND chat_turn.status = 'queued'
+    RETURNING {columns(Turn, "chat_turn")}
+), reply AS (
+    INSERT INTO chat_message
+        (conversation_id, turn_id, seq, role, content, status, final, code, created_at, updated_at)
+    SELECT conversation_id, id, seq + 1, 'assistant', '', 'streaming', false, '',
+        %(now)s, %(now)s
+    FROM claimed
+    RETURNING id, seq
+)
+SELECT reply.id, reply.seq, {columns(Turn, "claimed")}, {columns(Conversation, "bumped")}
+FROM reply, claimed, bumped
+"""
+
+# The order _CLAIM_SQL returns the turn's and the conversation's columns in.
+_TURN_FIELDS = field_names(Turn)
+_CONVERSATION_FIELDS = field_names(Conversation)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A turn this worker now runs, with its conversation loaded, and its first
+    reply, stored (streaming, empty) in the same statement as the claim."""
+
+    turn: Turn
+    first_reply: Message
+
+
+def claim_turn(turn_id: int) -> Claim | None:
+    """Compare-and-set a queued turn to running with a lease; None if not ours to run.
+
+    A turn found running with an expired lease belonged to a worker that died:
+    it is marked interrupted (and never silently re-run).
+    """
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "now": now,
+        "turn": turn_id,
+        "lease": Turn.lease_expiry(),
+        "worker": worker_name(),
+    }
+    with one_statement(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        stale = Turn.objects.filter(
+            pk=turn_id, status=Turn.Status.RUNNING, lease_until__lt=now
+        ).first()
+        if stale is not None:
+            do_interrupt_turn(stale)
+        return None
+    split = 2 + len(_TURN_FIELDS)
+    turn = Turn.from_db(connection.alias, _TURN_FIELDS, row[2:split])
+    turn.conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, row[split:])
+    reply = Message(
+        id=row[0],
+        conversation=turn.conversation,
+        turn=turn,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        seq=row[1],
+        created_at=now,
+        updated_at=now,
+    )
+    publish_on_commit(turn.conversation_id, turn_event(turn), message_event(reply))
+    return Claim(turn, reply)
+
+
+def extend_lease(turn: Turn) -> None:
+    """Keep the running turn's lease alive (the worker renews it while it works)."""
+    Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(
+        lease_until=turn.lease_expiry()
+    )
+
+
+def stopped_turns(turn_ids: list[int]) -> set[int]:
+    """Which of these turns the user asked to stop. Polled five times a second by
+    each worker process for all its running turns: plain SQL, not a query the ORM
+    would compile each time."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM chat_turn WHERE id = ANY(%s) AND stop_requested", [list(turn_ids)]
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
+
+
+def close_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn:
+    """End a turn inside the caller's transaction (it holds the conversation's lock)."""
+    turn.status = status
+    turn.error_code = code
+    turn.error = error
+    turn.lease_until = None
+    turn.finished_at = timezone.now()
+    turn.seq = turn.conversation.next_seq()
+    turn.save(update_fields=["status", "error_code", "error", "lease_until", "finished_at", "seq"])
+    publish_on_commit(turn.conversation_id, turn_event(turn))
+    return turn
+
+
+def do_finish_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn:
+    """End a turn: done, stopped, or failed with a code and a sentence for the user."""
+    with transaction.atomic():
+        return close_turn(turn, status, code, error)
+
+
+def do_interrupt_turn(turn: Turn) -> None:
+    """Close a turn whose worker vanished: partial replies are kept and marked."""
+    with transaction.atomic():
+        locked = Turn.objects.select_for_update().select_related("conversation").get(pk=turn.pk)
+        if locked.status != Turn.Status.RUNNING:
+            return
+        replies.interrupt_streaming(locked)
+        executions.mark_lost(locked)
+        close_turn(
+            locked,
+            Turn.Status.INTERRUPTED,
+            "worker_lost",
+            "The worker running this reply stopped unexpectedly. What was written so far "
+            "is kept; nothing was run again. Press Retry to ask again.",
+        )
+
+
+@dataclass
+class Sweep:
+    interrupted: int = 0
+    requeue: list[int] = field(default_factory=list)  # queued turns whose task was lost
+
+
+def do_sweep_turns() -> Sweep:
+    """Interrupt turns whose lease expired; list the queued turns whose task was lost.
+
+    The caller enqueues those again. That is safe because a turn is claimed by
+    compare-and-set: a duplicate task finds it claimed and does nothing.
+    """
+    now = timezone.now()
+    expired = list(Turn.objects.filter(status=Turn.Status.RUNNING, lease_until__lt=now))
+    for turn in expired:
+        do_interrupt_turn(turn)
+    stale_before = now - timedelta(seconds=settings.CODEACT_QUEUED_TURN_RETRY_SECONDS)
+    queued = Turn.objects.filter(status=Turn.Status.QUEUED, created_at__lt=stale_before)
+    return Sweep(interrupted=len(expired), requeue=list(queued.values_list("pk", flat=True)))

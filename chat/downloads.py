@@ -1,0 +1,53 @@
+"""Responses that hand a user's data to the browser: never rendered, never sniffed."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
+
+from chat import exports
+from chat.models import Conversation, Output, WorkspaceFile
+
+
+def attachment(content: bytes | str, content_type: str, name: str) -> HttpResponse:
+    """A download under `name` (Content-Disposition: attachment)."""
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
+    return no_sniff(response)
+
+
+def no_sniff(response: HttpResponse) -> HttpResponse:
+    """Served as its declared type only; if opened directly, an SVG (or anything)
+    must not run script or load anything."""
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def workspace_file(file: WorkspaceFile) -> HttpResponse:
+    """A workspace file (an upload, or what the code wrote) under its own name."""
+    return attachment(bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1])
+
+
+def output_image(output: Output) -> HttpResponse:
+    """A plot or other image a cell displayed, as its own type."""
+    return no_sniff(HttpResponse(bytes(output.image or b""), content_type=output.image_mime))
+
+
+def notebook(conversation: Conversation) -> HttpResponse:
+    """The conversation as a Jupyter notebook named after its title."""
+    return attachment(
+        exports.notebook_json(conversation),
+        "application/x-ipynb+json",
+        f"{exports.export_stem(conversation)}.ipynb",
+    )
+
+
+def markdown(conversation: Conversation) -> HttpResponse:
+    """The conversation as Markdown named after its title."""
+    return attachment(
+        exports.markdown(conversation),
+        "text/markdown; charset=utf-8",
+        f"{exports.export_stem(conversation)}.md",
+    )
