@@ -1,0 +1,73 @@
+// The conversation's websocket: connect with backoff, send frames, and keep the
+// page in step with the server. Persisted events carry the conversation's
+// sequence number; a gap (or a reconnect) makes the page ask for everything
+// after the last contiguous number it has seen.
+
+import { state } from "./state.js";
+
+const connection = document.getElementById("connection");
+
+export function send(frame) {
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return false;
+  state.socket.send(JSON.stringify(frame));
+  return true;
+}
+
+export function isOpen() {
+  return Boolean(state.socket && state.socket.readyState === WebSocket.OPEN);
+}
+
+export function requestResume() {
+  if (state.resumePending) return;
+  state.resumePending = true;
+  send({ type: "resume", after_seq: state.lastSeq });
+}
+
+// A persisted event arrived: note its number, or resync if one is missing.
+export function seen(seq) {
+  if (seq > state.lastSeq + 1) requestResume();
+  else state.lastSeq = Math.max(state.lastSeq, seq);
+}
+
+function setConnection(status, label) {
+  connection.dataset.state = status;
+  connection.textContent = label;
+}
+
+// onEvent(event) for every frame; onChange() whenever the connection opens or closes.
+export function connect({ onEvent, onChange }) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/conversations/${state.conversationId}/`);
+  state.socket = socket;
+  setConnection("connecting", state.attempt ? "Reconnecting…" : "Connecting…");
+  socket.addEventListener("open", () => {
+    state.attempt = 0;
+    setConnection("open", "Connected");
+    state.resumePending = false;
+    requestResume();
+    if (state.outbox) {
+      send(state.outbox);
+      state.outbox = null;
+    }
+    onChange();
+  });
+  socket.addEventListener("message", (msg) => {
+    try {
+      onEvent(JSON.parse(msg.data));
+    } catch (err) {
+      console.error("bad frame from server", err);
+    }
+  });
+  socket.addEventListener("close", (ev) => {
+    onChange();
+    if (ev.code === 4404) {
+      setConnection("error", "Not available");
+      return;
+    }
+    // Exponential backoff with full jitter, capped at 15 s.
+    const delay = Math.random() * Math.min(15000, 500 * 2 ** state.attempt);
+    state.attempt += 1;
+    setConnection("closed", "Offline — retrying");
+    setTimeout(() => connect({ onEvent, onChange }), delay);
+  });
+}
