@@ -32,6 +32,20 @@ def test_a_plot_arrives_as_png_without_setup_code(sandbox):
     assert base64.b64decode(images[0]["data"]["image/png"]).startswith(b"\x89PNG")
 
 
+def test_a_display_item_keeps_one_image_in_the_preferred_format(sandbox):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    bundle = {
+        "image/svg+xml": "<svg xmlns='http://www.w3.org/2000/svg'/>",
+        "image/bmp": "Qk0=",
+        "image/png": png,
+        "text/plain": "<Figure>",
+    }
+    result = sandbox.execute(f"display({bundle!r}, raw=True)")
+    assert result.status == "ok"
+    assert result.outputs[0]["data"] == {"image/png": png, "text/plain": "<Figure>"}
+    assert result.dropped_images == 0  # other formats of the same image are not a loss
+
+
 def test_errors_come_back_as_error_outputs(sandbox):
     result = sandbox.execute("1 / 0")
     assert result.status == "error"
