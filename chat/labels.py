@@ -8,6 +8,7 @@ from typing import Any
 from chat.models import Execution
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "notice": "Notice"}
+CELL_STATUS: dict[str, str] = dict(Execution.Status.choices)  # `ok` is "Done"
 
 
 def role_name(role: str) -> str:
@@ -15,10 +16,9 @@ def role_name(role: str) -> str:
 
 
 def cell_status(status: str) -> str:
-    """A cell's state in words (`ok` is "Done"); the label of Execution.Status."""
-    labels: dict[str, str] = dict(Execution.Status.choices)
-    return labels.get(status, status)
+    """A cell's state in words: the label of Execution.Status."""
+    return CELL_STATUS.get(status, status)
 
 
 def for_page() -> dict[str, Any]:
-    return {"roles": ROLE_NAMES, "cell_status": dict(Execution.Status.choices)}
+    return {"roles": ROLE_NAMES, "cell_status": CELL_STATUS}

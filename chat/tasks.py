@@ -15,7 +15,7 @@ from django.db import close_old_connections
 
 from chat import live
 from chat.actions import turns
-from chat.actions.messages import RUN_TURN
+from chat.actions.messages import RUN_TURN, send_turn
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def sweep_turns() -> dict[str, int]:
     """Interrupt turns whose worker died and re-enqueue turns whose task was lost."""
     sweep = turns.do_sweep_turns()
     for turn_id in sweep.requeue:
-        run_turn.delay(turn_id)
+        send_turn(turn_id)
     return {"interrupted": sweep.interrupted, "requeued": len(sweep.requeue)}
 
 

@@ -31,6 +31,6 @@ def test_the_sweep_task_enqueues_lost_turns_again(owner):
         _, lost = messages.do_send_user_message(ConversationFactory(owner=owner), "lost")
         messages.do_send_user_message(ConversationFactory(owner=owner), "fresh")
     Turn.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
-    with mock.patch.object(tasks.run_turn, "delay") as delay:
+    with mock.patch("chat.tasks.send_turn") as send:
         assert tasks.sweep_turns() == {"interrupted": 0, "requeued": 1}
-    delay.assert_called_once_with(lost.pk)
+    send.assert_called_once_with(lost.pk)
