@@ -96,6 +96,8 @@ class Turn(models.Model):
     stop_requested = models.BooleanField(default=False)
     lease_until = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # When the sweeper last sent this queued turn's task again (at most once a period).
+    requeued_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
