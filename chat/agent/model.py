@@ -207,10 +207,9 @@ class OpenAIModelClient:
         if reply.finish_reason is None and not reply.stopped:
             # Every OpenAI-compatible server ends a reply with a finish_reason;
             # without one the connection was cut and the text is incomplete.
-            raise ModelError(
+            raise self._error(
                 "model_bad_stream",
-                f"The model server at {self.config.base_url} closed the connection "
-                "before the reply was complete.",
+                "The model server closed the connection before the reply was complete.",
             )
         return reply
 
@@ -245,10 +244,9 @@ class OpenAIModelClient:
         try:
             chunk = json.loads(data)
         except ValueError:
-            raise ModelError(
+            raise self._error(
                 "model_bad_stream",
-                f"The model server at {self.config.base_url} sent a reply that could not "
-                "be read (an event that is not JSON).",
+                "The model server sent a reply that could not be read (an event that is not JSON).",
             ) from None
         if isinstance(chunk, dict) and chunk.get("error"):
             error = chunk["error"]
@@ -313,10 +311,10 @@ class OpenAIModelClient:
                 for choice in chunk.get("choices") or ()
             ]
         except (AttributeError, TypeError, ValueError):
-            raise ModelError(
+            raise self._error(
                 "model_bad_stream",
-                f"The model server at {self.config.base_url} sent a reply that could not "
-                "be read (a chunk of an unexpected shape).",
+                "The model server sent a reply that could not be read "
+                "(a chunk of an unexpected shape).",
             ) from None
         for text, finish_reason in texts:
             if text:
@@ -327,22 +325,27 @@ class OpenAIModelClient:
                 reply.finish_reason = str(finish_reason)
 
     def _translate(self, exc: Exception) -> ModelError:
-        where = self.config.base_url
         if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
-            return ModelError(
+            return self._error(
                 "model_timeout",
-                f"The model server at {where} stopped answering for more than "
+                f"The model server stopped answering for more than "
                 f"{self.config.read_timeout:g} seconds.",
             )
         if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
-            return ModelError("model_unreachable", f"Could not reach the model server at {where}.")
+            return self._error("model_unreachable", "Could not reach the model server.")
         if isinstance(exc, openai.APIStatusError):
-            return _status_error(exc, self.config)
-        return ModelError(
+            error = _status_error(exc, self.config)
+            return self._error(error.code, error.message)
+        return self._error(
             "model_bad_stream",
-            f"The model server at {where} sent a reply that could not be read "
-            f"({type(exc).__name__}).",
+            f"The model server sent a reply that could not be read ({type(exc).__name__}).",
         )
+
+    def _error(self, code: str, message: str) -> ModelError:
+        """The error users see names no address (it is the operator's business,
+        and may be internal); the worker's log says which server it was."""
+        log.warning("model %s at %s: %s %s", self.config.model, self.config.base_url, code, message)
+        return ModelError(code, message)
 
 
 def _status_error(exc: openai.APIStatusError, config: ModelSettings) -> ModelError:
