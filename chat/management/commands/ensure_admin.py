@@ -1,11 +1,14 @@
-"""Create the first superuser once; print its password only when it was generated."""
+"""Create the first superuser once. A generated password is printed only to a
+terminal; otherwise it goes to a file only this account can read."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -23,7 +26,9 @@ class Command(BaseCommand):
         if generated:
             password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
-        if generated:
+        if not generated:
+            self.stdout.write(self.style.SUCCESS(f"Created the admin account {username!r}."))
+        elif self.stdout.isatty():
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Created the admin account: username {username!r}, password {password!r}. "
@@ -31,4 +36,22 @@ class Command(BaseCommand):
                 )
             )
         else:
-            self.stdout.write(self.style.SUCCESS(f"Created the admin account {username!r}."))
+            # Output that is not a terminal is kept somewhere (a log file, `docker
+            # logs`); the password goes to a file only this account can read.
+            path = _save_password(password)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created the admin account {username!r}; its password is in {path} "
+                    "(readable by this account only): read it, then delete the file."
+                )
+            )
+
+
+def _save_password(password: str) -> Path:
+    path = Path(settings.VAR_DIR) / "admin_password"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(password + "\n")
+    return path
