@@ -241,6 +241,20 @@ CODEACT_FILES_MB_PER_CONVERSATION = env_int("CODEACT_FILES_MB_PER_CONVERSATION",
 # Files the code writes are kept (downloadable, restored into a new sandbox) up to this size.
 CODEACT_CAPTURE_MAX_MB = env_int("CODEACT_CAPTURE_MAX_MB", 20, minimum=1)
 
+# --- Request bodies (codeact_web/body_limit.py): refused before they are buffered -----
+# Daphne holds a whole accepted body in memory, so every route has a small limit and
+# only the upload route a large one: what one request can usefully store (its files,
+# capped by the conversation's room) plus 1 MB for the multipart framing.
+CODEACT_MAX_BODY_BYTES = env_int("CODEACT_MAX_BODY_KB", 1024, minimum=1) * 1024
+CODEACT_MAX_UPLOAD_BODY_BYTES = env_int(
+    "CODEACT_MAX_UPLOAD_BODY_MB",
+    min(
+        CODEACT_UPLOAD_MAX_MB * CODEACT_UPLOADS_PER_REQUEST, CODEACT_FILES_MB_PER_CONVERSATION
+    )
+    + 1,
+    minimum=1,
+) * (1 << 20)
+
 # --- Sandboxes (DESIGN.md §4): every limit a setting, safe by default ------------
 MiB = 1 << 20
 CODEACT_DOCKER_URL = env_str("CODEACT_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
