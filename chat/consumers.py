@@ -1,7 +1,9 @@
 """The conversation websocket: authenticate, check ownership, validate, act.
 
-Consumers stay thin. Each frame re-checks that the user still owns the
-conversation; each bad frame gets an `error` frame and the socket stays open.
+Consumers stay thin. Each frame re-checks that the session is still logged in
+and that its user still owns the conversation; each bad frame gets an `error`
+frame and the socket stays open. A socket whose session ended (logout, password
+change, deactivation) is closed with code 4401 (see chat.socket_sessions).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.db import close_old_connections
 from django.http import Http404
 from pydantic import TypeAdapter, ValidationError
 
-from chat import broadcast
+from chat import broadcast, socket_sessions
 from chat.actions.conversations import access_conversation, do_set_model
 from chat.actions.errors import ActionError
 from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
@@ -62,10 +64,17 @@ def _db(fn: Any) -> Any:
 
 _frames: TypeAdapter[Any] = TypeAdapter(ClientFrame)
 
+SESSION_ENDED_CODE = 4401  # like HTTP 401: the page says to sign in again
+
+
+class SessionEnded(Exception):
+    pass
+
 
 class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     conversation_id: str = ""
     group: str = ""
+    session_groups: tuple[str, ...] = ()
 
     async def connect(self) -> None:
         self.conversation_id = str(self.scope["url_route"]["kwargs"]["conversation_id"])
@@ -75,6 +84,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self.group = broadcast.group_name(conversation.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        key = socket_sessions.session_key_of(self.scope)
+        self.session_groups = (socket_sessions.user_group(conversation.owner_id),) + (
+            (socket_sessions.session_group(key),) if key else ()
+        )
+        for group in self.session_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self._send({"type": "hello", "last_seq": conversation.last_seq})
 
@@ -90,8 +105,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, *self.session_groups) if self.group else ():
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -112,6 +127,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             replies = await _db(self._act)(frame)
+        except SessionEnded:
+            await self.session_ended({})
+            return
         except Http404:
             await self._send(error_event("not_found", "This conversation no longer exists."))
             await self.close(code=4404)
@@ -124,7 +142,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _act(self, frame: Any) -> list[Any]:
         """Check access and carry out one frame, in one trip to a database thread.
         Returns the frames that answer it."""
-        conversation = access_conversation(self.scope["user"], self.conversation_id)
+        conversation = access_conversation(self._session_user(), self.conversation_id)
         if isinstance(frame, UserMessageFrame):
             message, turn = do_send_user_message(conversation, frame.text)
             ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
@@ -147,6 +165,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self._send(event)
         if event.get("type") == "deleted":
             await self.close(code=4404)
+
+    def _session_user(self) -> Any:
+        """The session's user as of now (two key lookups in this frame's trip to
+        the database); SessionEnded once the session is over."""
+        user = socket_sessions.current_user(self.scope)
+        if not user.is_authenticated:
+            raise SessionEnded
+        return user
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        await self._send(
+            error_event(
+                "session_ended",
+                "You were signed out (logged out, password changed or account disabled). "
+                "Reload the page to sign in again.",
+            )
+        )
+        await self.close(code=SESSION_ENDED_CODE)
+
+    async def session_check(self, message: dict[str, Any]) -> None:
+        try:
+            await _db(self._session_user)()
+        except SessionEnded:
+            await self.session_ended(message)
 
     async def _access(self) -> Conversation | None:
         try:

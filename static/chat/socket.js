@@ -64,6 +64,11 @@ export function connect({ onEvent, onChange }) {
       setConnection("error", "Not available");
       return;
     }
+    if (ev.code === 4401) {
+      // The session ended (logout, password change, account disabled): retrying cannot help.
+      setConnection("error", "Signed out — reload the page to sign in");
+      return;
+    }
     // Exponential backoff with full jitter, capped at 15 s.
     const delay = Math.random() * Math.min(15000, 500 * 2 ** state.attempt);
     state.attempt += 1;

@@ -2,13 +2,20 @@
 PostgreSQL and the scripted model server over real HTTP."""
 
 import asyncio
+import json
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import User
+from django.test import Client
 
 from chat.actions.conversations import do_delete_conversation
 from chat.models import Message, Turn
+from codeact_web.asgi import application
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
 from tests.support.scripted_model import Script
@@ -276,3 +283,95 @@ async def test_deleting_a_conversation_closes_its_sockets(owner, conversation):
         assert (await sock.receive())["type"] == "deleted"
         closed = await sock.communicator.receive_output(2)
         assert closed["type"] == "websocket.close"
+
+
+# ---- a socket follows its session --------------------------------------------------
+
+
+@asynccontextmanager
+async def logged_in_socket(user, conversation_id):
+    """A socket on a session a test Client holds, so the test can log it out."""
+    client = Client()
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    headers = [
+        (b"origin", b"http://127.0.0.1"),
+        (b"host", b"127.0.0.1"),
+        (b"cookie", cookie.encode()),
+    ]
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert json.loads(await communicator.receive_from(5))["type"] == "hello"
+    try:
+        yield client, communicator
+    finally:
+        await communicator.disconnect()
+
+
+async def assert_session_ended(communicator):
+    frame = json.loads(await communicator.receive_from(5))
+    assert frame["type"] == "error" and frame["code"] == "session_ended", frame
+    assert "signed out" in frame["message"]
+    assert await communicator.receive_output(5) == {"type": "websocket.close", "code": 4401}
+
+
+def log_out(client):
+    client.post("/accounts/logout/")
+
+
+def change_password_quietly(client):
+    # A bulk update sends no signal: the socket must notice on its next frame.
+    User.objects.filter(pk=client.session["_auth_user_id"]).update(
+        password=make_password("a new password")
+    )
+
+
+def deactivate_quietly(client):
+    User.objects.filter(pk=client.session["_auth_user_id"]).update(is_active=False)
+
+
+@pytest.mark.parametrize("end_session", [log_out, change_password_quietly, deactivate_quietly])
+async def test_it_refuses_the_next_frame_once_the_session_ended(owner, conversation, end_session):
+    async with logged_in_socket(owner, conversation.id) as (client, communicator):
+        await communicator.send_to(text_data=json.dumps({"type": "ping"}))
+        assert json.loads(await communicator.receive_from(5)) == {"type": "pong"}
+        await database_sync_to_async(end_session)(client)
+        await communicator.send_to(
+            text_data=json.dumps({"type": "user_message", "text": "still here?", "client_id": "c"})
+        )
+        await assert_session_ended(communicator)
+    assert not await database_sync_to_async(Message.objects.filter(content="still here?").exists)()
+
+
+def change_password(client):
+    user = User.objects.get(pk=client.session["_auth_user_id"])
+    user.set_password("a new password")
+    user.save()
+
+
+def deactivate(client):
+    user = User.objects.get(pk=client.session["_auth_user_id"])
+    user.is_active = False
+    user.save()
+
+
+@pytest.mark.parametrize("end_session", [log_out, change_password, deactivate])
+async def test_it_closes_the_socket_when_the_session_ends(owner, conversation, end_session):
+    async with logged_in_socket(owner, conversation.id) as (client, communicator):
+        await database_sync_to_async(end_session)(client)
+        # No frame sent: the event itself closes the socket, in any web process.
+        await assert_session_ended(communicator)
+
+
+async def test_another_session_of_the_user_stays_open_after_a_logout(owner, conversation):
+    async with (
+        logged_in_socket(owner, conversation.id) as (_, communicator),
+        logged_in_socket(owner, conversation.id) as (other, ended),
+    ):
+        await database_sync_to_async(log_out)(other)
+        await assert_session_ended(ended)
+        await communicator.send_to(text_data=json.dumps({"type": "ping"}))
+        assert json.loads(await communicator.receive_from(5)) == {"type": "pong"}
