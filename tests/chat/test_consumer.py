@@ -375,3 +375,24 @@ async def test_another_session_of_the_user_stays_open_after_a_logout(owner, conv
         await assert_session_ended(ended)
         await communicator.send_to(text_data=json.dumps({"type": "ping"}))
         assert json.loads(await communicator.receive_from(5)) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:9999",  # another port on the same host
+        "https://127.0.0.1",  # another scheme: the server is plain http
+        "http://evil.example",
+        "null",
+    ],
+)
+async def test_it_refuses_a_socket_from_another_origin(owner, conversation, origin):
+    async with open_socket(owner, conversation.id, origin=origin) as sock:
+        assert not sock.connected
+
+
+async def test_it_accepts_its_own_origin_and_trusted_ones(owner, conversation, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.org"]
+    for origin in ("http://127.0.0.1", "https://chat.example.org"):
+        async with open_socket(owner, conversation.id, origin=origin) as sock:
+            assert sock.connected, origin
