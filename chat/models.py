@@ -7,6 +7,7 @@ everything with seq > its last seen value and rebuilds its view from rows.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime, timedelta
 
@@ -16,6 +17,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat.agent import codeact
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def visible(self) -> ConversationQuerySet:
+        """What the owner sees: not deleted by them (a deletion kept for review is
+        hidden from the owner but stays for reviewers until it is purged)."""
+        return self.filter(deleted_at__isnull=True)
 
 
 class Conversation(models.Model):
@@ -40,6 +48,10 @@ class Conversation(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Set when the owner deleted it under CODEACT_RETENTION=keep-for-review.
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]
@@ -415,3 +427,35 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} ({self.count})"
+
+
+def _invite_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Invite(models.Model):
+    """A single-use sign-up link, made by an admin (CODEACT_SIGNUP=invite)."""
+
+    token = models.CharField(max_length=64, unique=True, default=_invite_token, editable=False)
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for (optional).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"invite {self.token[:8]}… {self.note}".strip()
+
+    def usable(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        expired = self.expires_at is not None and self.expires_at <= now
+        return self.used_at is None and self.revoked_at is None and not expired

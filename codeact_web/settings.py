@@ -7,6 +7,7 @@ for development, tests and production; behaviour differs only by values.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "chat",
     "review",
 ]
@@ -59,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "codeact_web.urls"
@@ -180,7 +184,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # django-axes: lockouts, not every login
+    },
 }
 
 # --- CodeAct ---------------------------------------------------------------
@@ -289,3 +296,41 @@ CODEACT_SANDBOX_LIMITS = {
 CODEACT_POOL_SIZE = env_int("CODEACT_POOL_SIZE", 2, minimum=0)
 CODEACT_SANDBOX_IDLE_SECONDS = env_int("CODEACT_SANDBOX_IDLE_SECONDS", 15 * 60, minimum=10)
 CODEACT_SANDBOXES_PER_USER = env_int("CODEACT_SANDBOXES_PER_USER", 3, minimum=1)
+
+# --- Accounts, quotas, retention (issue 14: one user cannot starve the others) ----------
+# open: anyone signs up; invite: only with an admin-made invite link; closed: nobody.
+CODEACT_SIGNUP = env_str("CODEACT_SIGNUP", "open")
+if CODEACT_SIGNUP not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured("CODEACT_SIGNUP must be open, invite or closed")
+# Login throttling (django-axes): a username from one IP address is locked out after
+# this many failures in a row, for this long. The address is REMOTE_ADDR, the same one
+# the audit log records.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("CODEACT_LOGIN_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("CODEACT_LOGIN_LOCKOUT_MINUTES", 15, minimum=0.1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# Per-user quotas; 0 means unlimited.
+CODEACT_QUOTA_CONVERSATIONS = env_int("CODEACT_QUOTA_CONVERSATIONS", 1000, minimum=0)
+CODEACT_QUOTA_TURNS_PER_HOUR = env_int("CODEACT_QUOTA_TURNS_PER_HOUR", 200, minimum=0)
+CODEACT_QUOTA_CONCURRENT_TURNS = env_int("CODEACT_QUOTA_CONCURRENT_TURNS", 5, minimum=0)
+CODEACT_QUOTA_TOKENS_PER_DAY = env_int("CODEACT_QUOTA_TOKENS_PER_DAY", 2_000_000, minimum=0)
+CODEACT_QUOTA_STORED_MB = env_int("CODEACT_QUOTA_STORED_MB", 1024, minimum=0)
+# `resume` frames (a full resync each) per user per window of this many seconds.
+CODEACT_QUOTA_RESUMES = env_int("CODEACT_QUOTA_RESUMES", 30, minimum=0)
+CODEACT_QUOTA_RESUME_WINDOW = env_int("CODEACT_QUOTA_RESUME_WINDOW", 10, minimum=1)
+# delete: a user's delete removes the conversation at once. keep-for-review: it is
+# hidden from the user and purged after CODEACT_RETENTION_DAYS, with its notes and flags.
+CODEACT_RETENTION = env_str("CODEACT_RETENTION", "delete")
+if CODEACT_RETENTION not in ("delete", "keep-for-review"):
+    raise ImproperlyConfigured("CODEACT_RETENTION must be delete or keep-for-review")
+CODEACT_RETENTION_DAYS = env_int("CODEACT_RETENTION_DAYS", 30, minimum=0)
+CELERY_BEAT_SCHEDULE["purge-deleted-conversations"] = {
+    "task": "chat.tasks.purge_deleted_conversations",
+    "schedule": 3600.0,
+}
