@@ -161,6 +161,20 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Production behind an HTTPS reverse proxy (README, "Production settings").
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The header the proxy sets to "https" for a TLS request, e.g. X-Forwarded-Proto. Only
+# set it when a proxy always sets (or strips) it: a client could send it otherwise.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+# Addresses (or networks) of the reverse proxies: from them alone X-Forwarded-For
+# is believed, so the audit trail records the client, not the proxy.
+CODEACT_TRUSTED_PROXIES = env_list("CODEACT_TRUSTED_PROXIES", "")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -255,10 +269,7 @@ CODEACT_CAPTURE_MAX_MB = env_int("CODEACT_CAPTURE_MAX_MB", 20, minimum=1)
 CODEACT_MAX_BODY_BYTES = env_int("CODEACT_MAX_BODY_KB", 1024, minimum=1) * 1024
 CODEACT_MAX_UPLOAD_BODY_BYTES = env_int(
     "CODEACT_MAX_UPLOAD_BODY_MB",
-    min(
-        CODEACT_UPLOAD_MAX_MB * CODEACT_UPLOADS_PER_REQUEST, CODEACT_FILES_MB_PER_CONVERSATION
-    )
-    + 1,
+    min(CODEACT_UPLOAD_MAX_MB * CODEACT_UPLOADS_PER_REQUEST, CODEACT_FILES_MB_PER_CONVERSATION) + 1,
     minimum=1,
 ) * (1 << 20)
 

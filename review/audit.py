@@ -14,13 +14,13 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from chat.models import AuditRecord
+from codeact_web.proxy import client_ip
 from review.permissions import AnyUser
 
 
 def _client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
+    # Behind a reverse proxy, the client's address (CODEACT_TRUSTED_PROXIES).
+    return client_ip(request) if request is not None else None
 
 
 def record(
