@@ -14,7 +14,8 @@ from celery.signals import task_prerun, worker_init, worker_ready
 from django.db import close_old_connections
 
 from chat import live
-from chat.actions import turns
+from chat.actions import conversations, turns
+from chat.actions.conversations import RELEASE_SANDBOXES
 from chat.actions.messages import RUN_TURN, send_turn
 
 log = logging.getLogger(__name__)
@@ -79,3 +80,24 @@ def _reconcile_on_start(**_: Any) -> None:
         log.info("sandbox reconcile at start: %s", pool.reconcile())
     except Exception:
         log.warning("could not reconcile sandboxes at start", exc_info=True)
+
+
+@shared_task(name=RELEASE_SANDBOXES, ignore_result=True)
+def release_sandboxes(record_ids: list[int]) -> int:
+    """Remove the containers of a deleted conversation's sandboxes at once, so they
+    stop counting against the caps (the records outlive the conversation)."""
+    from chat.models import SandboxRecord
+    from chat.worker import pool
+
+    records = list(
+        SandboxRecord.objects.filter(pk__in=record_ids, state=SandboxRecord.State.CLAIMED)
+    )
+    for record in records:
+        pool.remove(record, "deleted")
+    return len(records)
+
+
+@shared_task(ignore_result=True)
+def purge_deleted_conversations() -> int:
+    """Remove conversations kept for review past CODEACT_RETENTION_DAYS."""
+    return conversations.do_purge_deleted_conversations()

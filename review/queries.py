@@ -7,10 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from chat.actions import quotas
 from chat.models import Execution, Feedback, Output, Turn
 
 # How an execution can go wrong, as the reviewer filters and counts it.
@@ -158,6 +160,24 @@ def usage(start: date, end: date, user_id: int | None = None) -> list[UsageRow]:
         r.error_types[name] = r.error_types.get(name, 0) + o["n"]
 
     return sorted(rows.values(), key=lambda r: (-r.day.toordinal(), r.username))
+
+
+@dataclass
+class QuotaRow:
+    username: str
+    uses: list[quotas.QuotaUse]
+
+
+def quota_rows(rows: Iterable[UsageRow], user_id: int | None = None) -> list[QuotaRow]:
+    """Each user of the period (at most 200), their use of each quota now."""
+    names = {r.user_id: r.username for r in rows}
+    if user_id is not None and user_id not in names:
+        user = get_user_model().objects.filter(pk=user_id).first()
+        if user is not None:
+            names[user_id] = user.get_username()
+    chosen = sorted(names, key=lambda uid: names[uid])[:200]
+    uses = quotas.usage_against_quota(chosen)
+    return [QuotaRow(names[uid], uses[uid]) for uid in chosen]
 
 
 def top_error_types(rows: Iterable[UsageRow], limit: int = 10) -> list[tuple[str, int]]:

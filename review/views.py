@@ -211,5 +211,6 @@ def usage(request: HttpRequest) -> HttpResponse:
         "users": users,
         "day_choices": [1, 7, 30, 90],
         "can_review": can_review(user),
+        "quotas": queries.quota_rows(rows, user_id),
     }
     return render(request, "review/usage.html", context)

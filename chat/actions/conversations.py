@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -9,11 +10,18 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
+from django.utils import timezone
 
+from chat.actions import quotas
 from chat.actions.errors import ActionError
+from chat.actions.messages import do_request_stop
 from chat.broadcast import publish_on_commit
-from chat.models import Conversation
+from chat.models import Conversation, SandboxRecord
 from chat.serialize import conversation_event
+from codeact_web.celery import app as celery_app
+
+# The task that removes a deleted conversation's sandbox (chat.tasks registers it).
+RELEASE_SANDBOXES = "chat.tasks.release_sandboxes"
 
 
 def access_conversation(
@@ -27,7 +35,7 @@ def access_conversation(
     if not user.is_authenticated:
         raise Http404("No such conversation")
     try:
-        return Conversation.objects.get(id=conversation_id, owner_id=user.pk)
+        return Conversation.objects.visible().get(id=conversation_id, owner_id=user.pk)
     except (Conversation.DoesNotExist, ValueError, ValidationError):
         raise Http404("No such conversation") from None
 
@@ -52,6 +60,7 @@ def _model_keys() -> set[str]:
 def do_create_conversation(owner: User, model: str | None = None) -> Conversation:
     """A new, empty conversation answered by `model` (or the first model)."""
     chosen = model if model in _model_keys() else str(settings.CODEACT_MODELS[0]["key"])
+    quotas.check_new_conversation(owner.pk)
     return Conversation.objects.create(owner=owner, model=chosen)
 
 
@@ -81,8 +90,47 @@ def _update_conversation(conversation: Conversation, **fields: str) -> Conversat
 
 
 def do_delete_conversation(conversation: Conversation) -> None:
-    """Delete the conversation and everything in it; open pages are told."""
+    """The owner's delete. Open pages are told, and the conversation's sandbox is
+    removed at once (not when it would have idled out), so it stops counting
+    against the caps.
+
+    CODEACT_RETENTION=delete removes it and everything in it now;
+    keep-for-review hides it from the owner (`deleted_at`) and stops its turn,
+    and reviewers keep it, with notes and flags, until the purge after
+    CODEACT_RETENTION_DAYS.
+    """
     conversation_id = conversation.id
     with transaction.atomic():
-        conversation.delete()
+        sandboxes = list(
+            SandboxRecord.objects.filter(
+                conversation_id=conversation_id, state=SandboxRecord.State.CLAIMED
+            ).values_list("pk", flat=True)
+        )
+        if settings.CODEACT_RETENTION == "keep-for-review":
+            do_request_stop(conversation)
+            conversation.deleted_at = timezone.now()
+            conversation.save(update_fields=["deleted_at"])
+        else:
+            conversation.delete()
         publish_on_commit(conversation_id, {"type": "deleted"})
+        if sandboxes:
+            transaction.on_commit(lambda: release_sandboxes(sandboxes))
+
+
+def release_sandboxes(record_ids: list[int]) -> None:
+    """Have a worker remove these sandbox records' containers (by task name: the
+    web side never loads Docker)."""
+    celery_app.send_task(RELEASE_SANDBOXES, args=[record_ids])
+
+
+def do_purge_deleted_conversations() -> int:
+    """Remove conversations deleted by their owners more than CODEACT_RETENTION_DAYS
+    ago (keep-for-review), with their notes and flags. Returns how many."""
+    cutoff = timezone.now() - timedelta(days=settings.CODEACT_RETENTION_DAYS)
+    expired = Conversation.objects.filter(deleted_at__lt=cutoff)
+    count = 0
+    # One at a time (and at most 500 a run): each is one transaction of bounded size.
+    for conversation_id in list(expired.values_list("id", flat=True)[:500]):
+        deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
+        count += 1 if deleted else 0
+    return count

@@ -7,6 +7,8 @@ that exists).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
+from chat.actions import quotas
 from chat.actions.errors import ActionError
 from chat.actions.sql import one_statement
 from chat.actions.turns import close_turn
@@ -85,6 +88,20 @@ def _check_text(text: str) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _quota_checked(conversation: Conversation) -> Iterator[None]:
+    """The turn quotas checked and the new turn stored in one transaction, under
+    the owner's row lock: two sends at once are counted one after the other.
+    Without turn quotas, the send stays one statement (no BEGIN/COMMIT)."""
+    if not quotas.turn_quotas_enabled():
+        with one_statement():
+            yield
+        return
+    with transaction.atomic():
+        quotas.check_new_turn(conversation.owner_id)
+        yield
+
+
 def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message, Turn]:
     """Persist the user's message and a queued turn, then start the worker on commit.
 
@@ -107,7 +124,7 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
         "now": now,
     }
     try:
-        with one_statement(), connection.cursor() as cursor:
+        with _quota_checked(conversation), connection.cursor() as cursor:
             # A turn already queued or running is caught by the one-active-turn
             # constraint and the whole statement fails: nothing is stored.
             cursor.execute(_SEND_SQL, params)
@@ -149,6 +166,7 @@ def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:
     """Answer the same user message again after a failed, interrupted or stopped turn."""
     try:
         with transaction.atomic():
+            quotas.check_new_turn(conversation.owner_id)
             last = conversation.turns.order_by("-id").first()
             if last is None or last.pk != turn_id:
                 raise ActionError("not_retryable", "Only the most recent turn can be retried.")
