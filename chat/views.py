@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import downloads, labels
-from chat.actions import files
+from chat.actions import accounts, files, quotas
 from chat.actions.conversations import (
     access_conversation,
     available_models,
@@ -33,21 +33,34 @@ from chat.serialize import conversation_data, events_after, file_data
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    """Sign-up under CODEACT_SIGNUP; an invite link carries its token as ?invite=."""
     if request.user.is_authenticated:
         return redirect("chat:home")
+    token = request.POST.get("invite") or request.GET.get("invite") or ""
+    try:
+        accounts.check_signup(token)
+    except ActionError as exc:
+        return render(
+            request, "registration/signup_closed.html", {"reason": exc.message}, status=403
+        )
     form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
+        try:
+            user = accounts.do_sign_up(form, token)
+        except ActionError as exc:
+            return render(
+                request, "registration/signup_closed.html", {"reason": exc.message}, status=403
+            )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:home")
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", {"form": form, "invite": token})
 
 
 def _sidebar(request: HttpRequest, current: Conversation | None = None) -> dict[str, Any]:
     return {
-        "conversations": Conversation.objects.filter(owner_id=request.user.pk).only(
-            "id", "title", "updated_at"
-        )[:200],
+        "conversations": Conversation.objects.visible()
+        .filter(owner_id=request.user.pk)
+        .only("id", "title", "updated_at")[:200],
         "current": current,
         "models": available_models(),
     }
@@ -62,7 +75,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # login_required
-    conversation = do_create_conversation(request.user, request.POST.get("model"))
+    try:
+        conversation = do_create_conversation(request.user, request.POST.get("model"))
+    except ActionError as exc:
+        flash.error(request, exc.message)
+        return redirect("chat:home")
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 
@@ -135,6 +152,7 @@ def upload_files(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         )
     stored = []
     try:
+        quotas.check_stored_bytes(conversation.owner_id, sum(u.size or 0 for u in uploads))
         for upload in uploads:
             files.check_upload_size(upload.size or 0)
             data = upload.read()

@@ -7,6 +7,7 @@ class ReviewConfig(AppConfig):
     verbose_name = "Review"
 
     def ready(self) -> None:
+        from review import admin_invites  # noqa: F401  (registers the invite admin)
         from review.permissions import ensure_reviewers_group
 
         # After the permissions exist (auth's post_migrate handler runs first).
