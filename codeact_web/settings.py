@@ -314,8 +314,8 @@ CODEACT_SIGNUP = env_str("CODEACT_SIGNUP", "open")
 if CODEACT_SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured("CODEACT_SIGNUP must be open, invite or closed")
 # Login throttling (django-axes): a username from one IP address is locked out after
-# this many failures in a row, for this long. The address is REMOTE_ADDR, the same one
-# the audit log records.
+# this many failures in a row, for this long. The address is the one the audit log
+# records: the client's, behind CODEACT_TRUSTED_PROXIES.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -323,6 +323,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("CODEACT_LOGIN_FAILURES", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_float("CODEACT_LOGIN_LOCKOUT_MINUTES", 15, minimum=0.1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "codeact_web.proxy.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False

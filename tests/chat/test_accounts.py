@@ -102,3 +102,18 @@ def test_it_locks_out_a_username_from_an_address_after_failed_logins(client, own
     assert client.post(reverse("login"), right, REMOTE_ADDR="10.0.0.1").status_code == 429
     # The same user from another address is not locked out by someone else's guesses.
     assert Client().post(reverse("login"), right, REMOTE_ADDR="10.0.0.2").status_code == 302
+
+
+def test_behind_a_trusted_proxy_the_lockout_is_by_the_clients_address(client, owner, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    settings.CODEACT_TRUSTED_PROXIES = ["10.9.0.0/16"]
+    wrong = {"username": "owner", "password": "wrong"}
+    via_proxy = {"REMOTE_ADDR": "10.9.0.5"}
+    for _ in range(2):
+        client.post(reverse("login"), wrong, HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
+    right = {"username": "owner", "password": PASSWORD}
+    locked = client.post(reverse("login"), right, HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
+    assert locked.status_code == 429
+    # Another client through the same proxy is not locked out with the first.
+    other = Client().post(reverse("login"), right, HTTP_X_FORWARDED_FOR="198.51.100.4", **via_proxy)
+    assert other.status_code == 302
