@@ -13,4 +13,6 @@ views, consumers or the worker.
 - executions: code cells and their outputs
 - files: uploads and the files code writes
 - feedback: the owner's rating of an answer
+- quotas: per-user limits, checked before anything is stored
+- accounts: sign-up under CODEACT_SIGNUP
 """
