@@ -250,13 +250,14 @@ async def direct_cell_model_time(concurrency: int) -> float:
 class Client:
     def __init__(self, web_port: int, cookie: str, conversation_id: str) -> None:
         self.url = f"ws://127.0.0.1:{web_port}/ws/conversations/{conversation_id}/"
+        self.origin = f"http://127.0.0.1:{web_port}"  # the site's own: scheme, host and port
         self.cookie = cookie
         self.ws: Any = None
 
     async def open(self) -> None:
         self.ws = await connect(
             self.url,
-            origin="http://127.0.0.1",  # type: ignore[arg-type]
+            origin=self.origin,  # type: ignore[arg-type]
             additional_headers={"Cookie": self.cookie},
             max_size=None,
         )

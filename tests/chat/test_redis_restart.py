@@ -81,7 +81,9 @@ async def test_a_redis_restart_mid_turn_loses_nothing(app, redis_server, model_s
     model_server.push(Script(chunks=WORDS, delay=0.05))
     url = f"ws://127.0.0.1:{app}/ws/conversations/{conversation.id}/"
     frames = []
-    async with connect(url, origin="http://127.0.0.1", additional_headers={"Cookie": cookie}) as ws:
+    async with connect(
+        url, origin=f"http://127.0.0.1:{app}", additional_headers={"Cookie": cookie}
+    ) as ws:
         await ws.recv()  # hello
         await ws.send(json.dumps({"type": "user_message", "text": "Count"}))
         while not any(f["type"] == "delta" for f in frames):
@@ -107,7 +109,9 @@ async def test_a_redis_restart_mid_turn_loses_nothing(app, redis_server, model_s
     assert reply.status == "complete" and reply.content == "".join(WORDS)
 
     # A client that reconnects resyncs by sequence number and sees it all.
-    async with connect(url, origin="http://127.0.0.1", additional_headers={"Cookie": cookie}) as ws:
+    async with connect(
+        url, origin=f"http://127.0.0.1:{app}", additional_headers={"Cookie": cookie}
+    ) as ws:
         hello = json.loads(await ws.recv())
         await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
         sync = json.loads(await asyncio.wait_for(ws.recv(), 10))
