@@ -16,6 +16,7 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
+from chat import lease
 from chat.agent import codeact
 
 
@@ -74,19 +75,38 @@ class Conversation(models.Model):
 
         The UPDATE locks the conversation row until commit, so sequence numbers
         of one conversation become visible in order: a client that has seen
-        seq N never later learns of a committed N-1.
+        seq N never later learns of a committed N-1. Inside `chat.lease.fenced`
+        the number is taken only while the fenced turn still runs (else
+        `LeaseLost`): the turn row is locked first, in the same statement.
         """
+        fence = lease.current(self.id)
         with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE chat_conversation SET last_seq = last_seq + 1, updated_at = %s "
-                "WHERE id = %s RETURNING last_seq",
-                [timezone.now(), self.id],
-            )
+            if fence is None:
+                cursor.execute(_NEXT_SEQ_SQL, [timezone.now(), self.id])
+            else:
+                cursor.execute(_FENCED_NEXT_SEQ_SQL, [timezone.now(), fence.turn_id, self.id])
             row = cursor.fetchone()
         if row is None:
+            if fence is not None:
+                raise lease.LeaseLost(f"turn {fence.turn_id} is no longer this worker's")
             raise Conversation.DoesNotExist(self.id)
         self.last_seq = int(row[0])
         return self.last_seq
+
+
+_NEXT_SEQ_SQL = (
+    "UPDATE chat_conversation SET last_seq = last_seq + 1, updated_at = %s "
+    "WHERE id = %s RETURNING last_seq"
+)
+# The turn row is locked before the conversation's, as the sweeper locks them
+# when it interrupts a turn: a write racing the sweeper waits for it, then sees
+# the turn interrupted and takes no number.
+_FENCED_NEXT_SEQ_SQL = """
+UPDATE chat_conversation SET last_seq = chat_conversation.last_seq + 1, updated_at = %s
+FROM (SELECT id FROM chat_turn WHERE id = %s AND status = 'running' FOR UPDATE) AS held
+WHERE chat_conversation.id = %s
+RETURNING chat_conversation.last_seq
+"""
 
 
 class Turn(models.Model):

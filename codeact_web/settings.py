@@ -242,7 +242,12 @@ CODEACT_MODEL_CONNECT_TIMEOUT = env_float("CODEACT_MODEL_CONNECT_TIMEOUT", 5.0, 
 CODEACT_MODEL_READ_TIMEOUT = env_float("CODEACT_MODEL_READ_TIMEOUT", 60.0, minimum=0.1)
 CODEACT_MODEL_RETRIES = env_int("CODEACT_MODEL_RETRIES", 2, minimum=0)
 CODEACT_TURN_LEASE_SECONDS = env_int("CODEACT_TURN_LEASE_SECONDS", 30, minimum=2)
+# A turn whose thread shows no sign of life this long (every wait of a turn is
+# bounded well below it) loses its lease renewal, and the sweeper closes it.
+CODEACT_TURN_STALL_SECONDS = env_float("CODEACT_TURN_STALL_SECONDS", 300.0, minimum=0.1)
 CODEACT_QUEUED_TURN_RETRY_SECONDS = env_int("CODEACT_QUEUED_TURN_RETRY_SECONDS", 30, minimum=1)
+# The most queued turns one sweep sends again (the rest wait for the next sweep).
+CODEACT_SWEEP_REQUEUE_BATCH = env_int("CODEACT_SWEEP_REQUEUE_BATCH", 200, minimum=1)
 CODEACT_FLUSH_INTERVAL = env_float("CODEACT_FLUSH_INTERVAL", 0.5, minimum=0.05)
 # Tokens arriving faster than this share one websocket frame (the first token of a
 # reply goes out at once). 50 ms is 20 updates a second: smooth to the eye, and

@@ -113,11 +113,21 @@ def claim_turn(turn_id: int) -> Claim | None:
     return Claim(turn, reply)
 
 
-def extend_lease(turn: Turn) -> None:
-    """Keep the running turn's lease alive (the worker renews it while it works)."""
-    Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(
-        lease_until=turn.lease_expiry()
-    )
+def renew_leases(turn_ids: list[int]) -> set[int]:
+    """Renew the leases of these running turns; returns the ones still held.
+
+    A turn missing from the answer was closed meanwhile (the sweeper found its
+    lease run out, or it ended): its thread must stop and write nothing more.
+    """
+    if not turn_ids:
+        return set()
+    with one_statement(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE chat_turn SET lease_until = %s WHERE id = ANY(%s) AND status = 'running' "
+            "RETURNING id",
+            [Turn.lease_expiry(), list(turn_ids)],
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 def stopped_turns(turn_ids: list[int]) -> set[int]:
@@ -156,6 +166,8 @@ def do_interrupt_turn(turn: Turn) -> None:
         locked = Turn.objects.select_for_update().select_related("conversation").get(pk=turn.pk)
         if locked.status != Turn.Status.RUNNING:
             return
+        if locked.lease_until is not None and locked.lease_until >= timezone.now():
+            return  # renewed since the caller saw it expire: its worker is alive
         replies.interrupt_streaming(locked)
         executions.mark_lost(locked)
         close_turn(
@@ -173,6 +185,23 @@ class Sweep:
     requeue: list[int] = field(default_factory=list)  # queued turns whose task was lost
 
 
+# Queued turns left waiting longer than the retry period, and not sent again within
+# it, oldest first and a bounded batch; marked as sent in the same statement, so
+# two sweeps running at once never both send one turn. While the workers are down
+# a turn is sent again once a period, not at every sweep.
+_REQUEUE_SQL = """
+UPDATE chat_turn SET requeued_at = %(now)s
+WHERE id IN (
+    SELECT id FROM chat_turn
+    WHERE status = 'queued' AND created_at < %(stale)s
+        AND (requeued_at IS NULL OR requeued_at < %(stale)s)
+    ORDER BY id LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+
 def do_sweep_turns() -> Sweep:
     """Interrupt turns whose lease expired; list the queued turns whose task was lost.
 
@@ -183,6 +212,12 @@ def do_sweep_turns() -> Sweep:
     expired = list(Turn.objects.filter(status=Turn.Status.RUNNING, lease_until__lt=now))
     for turn in expired:
         do_interrupt_turn(turn)
-    stale_before = now - timedelta(seconds=settings.CODEACT_QUEUED_TURN_RETRY_SECONDS)
-    queued = Turn.objects.filter(status=Turn.Status.QUEUED, created_at__lt=stale_before)
-    return Sweep(interrupted=len(expired), requeue=list(queued.values_list("pk", flat=True)))
+    params: dict[str, Any] = {
+        "now": now,
+        "stale": now - timedelta(seconds=settings.CODEACT_QUEUED_TURN_RETRY_SECONDS),
+        "batch": settings.CODEACT_SWEEP_REQUEUE_BATCH,
+    }
+    with one_statement(), connection.cursor() as cursor:
+        cursor.execute(_REQUEUE_SQL, params)
+        requeue = sorted(int(row[0]) for row in cursor.fetchall())
+    return Sweep(interrupted=len(expired), requeue=requeue)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from django.conf import settings
 
-from chat import broadcast, live
+from chat import broadcast, lease, live
 from chat.actions import executions, replies, turns
 from chat.actions.conversations import model_config
 from chat.actions.turns import Claim
@@ -23,9 +22,10 @@ from chat.agent.loop import Executed, run_agent
 from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.events import utf16_len
 from chat.history import history_for, system_prompt_for
+from chat.lease import LeaseLost
 from chat.models import Execution, Message, Turn
 from chat.worker.executor import ConversationExecutor
-from chat.worker.stop_watch import stop_watch
+from chat.worker.stop_watch import Watched, stop_watch
 from sandbox.api import OnOutput, Output, SandboxError
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ class TurnRunner:
         self.live_bytes = 0  # UTF-8 length of the live copy in Redis
         self.last_delta = 0.0
         self.last_flush = 0.0
-        self.last_renewal = time.monotonic()
-        self.stop_event = threading.Event()  # the stop watch's, once the turn runs
+        self.watched = Watched()  # the stop watch's, once the turn runs
         self.executor = ConversationExecutor(self.turn, self.notice)
         self.execution: Execution | None = None
         self.pending: list[Output] = []
@@ -192,21 +191,30 @@ class TurnRunner:
     # --- stop and lease -----------------------------------------------------
 
     def should_stop(self) -> bool:
-        """Polled every ~50 ms while the turn waits on the model or on code: keeps
-        the lease alive, sends coalesced output, and notices Stop."""
-        now = time.monotonic()
-        if now - self.last_renewal >= settings.CODEACT_TURN_LEASE_SECONDS / 3:
-            self.last_renewal = now
-            turns.extend_lease(self.turn)
+        """Polled every ~50 ms while the turn waits on the model or on code: sends
+        coalesced output, and notices Stop or a lost lease."""
+        self.watched.beat()
         self._send_deltas_if_due()
         self._flush_outputs_if_due()
-        return self.stop_event.is_set()
+        return self.watched.stopped()
 
     # --- run ------------------------------------------------------------------
 
     def run(self) -> None:
         client = model_client(model_settings(self.turn.model))
-        self.stop_event = stop_watch.watch(self.turn.pk)
+        self.watched = stop_watch.watch(self.turn.pk)
+        try:
+            with lease.fenced(self.turn):
+                self._run(client)
+        except LeaseLost:
+            # The sweeper closed the turn (this worker stalled past its lease) and
+            # the user may have asked again: write nothing more, end quietly.
+            log.warning("turn %s: lease lost; its writes stop here", self.turn.pk)
+        finally:
+            stop_watch.forget(self.turn.pk)
+            self.executor.close()
+
+    def _run(self, client: OpenAIModelClient) -> None:
         try:
             outcome = run_agent(
                 client,
@@ -229,6 +237,8 @@ class TurnRunner:
                     f"The Python sandbox could not run the code ({exc.message}). "
                     "Press Retry to try again.",
                 )
+        except LeaseLost:
+            raise
         except Exception:
             log.exception("turn %s crashed", self.turn.pk)
             self._fail(
@@ -237,9 +247,6 @@ class TurnRunner:
         else:
             status = Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
             turns.do_finish_turn(self.turn, status)
-        finally:
-            stop_watch.forget(self.turn.pk)
-            self.executor.close()
 
     def _fail(self, code: str, message: str) -> None:
         if self.message is None:  # failed before the model was asked: close the stored reply

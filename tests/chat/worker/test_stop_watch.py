@@ -29,7 +29,7 @@ def test_the_stop_watch_tells_each_running_turn_of_its_own_stop(owner):
         claimed = turns.claim_turn(turn.pk)
         assert claimed is not None
         running_turns.append(claimed.turn)
-    stopped, running = (watch.watch(t.pk) for t in running_turns)
+    stopped, running = (watch.watch(t.pk).stop for t in running_turns)
     messages.do_request_stop(running_turns[0].conversation)
     assert stopped.wait(10)
     time.sleep(0.2)  # a few more rounds of the watch

@@ -7,12 +7,16 @@ import asyncio
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from chat import tasks
+from chat.actions import turns
 from chat.agent import codeact
 from chat.models import Execution, Message, Output, SandboxRecord, Turn, WorkspaceFile
 from chat.worker import pool
@@ -361,6 +365,46 @@ async def test_a_worker_killed_mid_cell_is_interrupted_and_nothing_runs_twice(
     ]
     assert [o.text for o in await db(outputs_of)(executions[1])] == ["after\n"]
     assert "cut off when the worker running it stopped" in str(model_server.requests[1]["messages"])
+
+
+def _take_lease(turn_id: int) -> None:
+    """What the sweeper does to a worker that paused past its lease (a long GC, a
+    frozen VM): the turn is interrupted while its thread lives on. The row lock
+    keeps the worker's renewal out until the lease is gone."""
+    with transaction.atomic():
+        Turn.objects.select_for_update().filter(pk=turn_id).update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+        turns.do_interrupt_turn(Turn.objects.get(pk=turn_id))
+
+
+async def test_a_turn_that_lost_its_lease_writes_nothing_more(
+    worker, model_server, owner, conversation
+):
+    model_server.push(
+        code("import time\nprint('started', flush=True)\ntime.sleep(4)\nprint('late')")
+    )
+    async with open_socket(owner, conversation.id) as sock:
+        await sock.send({"type": "user_message", "text": "Long job"})
+        await sock.receive_until(lambda f: f["type"] == "output", timeout=30)
+        turn = await db(Turn.objects.get)(conversation=conversation)
+        await db(_take_lease)(turn.pk)
+        finished = await sock.turn_finished(5)
+        assert finished["turn"]["status"] == "interrupted"
+        seq = finished["seq"]
+        await asyncio.sleep(6)  # the old thread's cell would have ended by now
+    (execution,) = await db(executions_of)(conversation)
+    assert execution.status == "lost"
+    assert [o.text for o in await db(outputs_of)(execution)] == ["started\n"]
+    assert len(model_server.requests) == 1  # the old thread asked the model nothing more
+    conversation_now = await db(type(conversation).objects.get)(pk=conversation.pk)
+    assert conversation_now.last_seq == seq
+
+    # The conversation goes on, with one turn writing to it.
+    model_server.push(Script(text="Fine."))
+    async with open_socket(owner, conversation.id) as sock:
+        finished = await ask(sock, "Again")
+    assert finished["turn"]["status"] == "done"
 
 
 async def test_a_smoke_turn_against_the_bundled_model(worker, llama_server, owner):
