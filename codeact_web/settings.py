@@ -312,6 +312,9 @@ CODEACT_SANDBOX_LIMITS = {
 CODEACT_POOL_SIZE = env_int("CODEACT_POOL_SIZE", 2, minimum=0)
 CODEACT_SANDBOX_IDLE_SECONDS = env_int("CODEACT_SANDBOX_IDLE_SECONDS", 15 * 60, minimum=10)
 CODEACT_SANDBOXES_PER_USER = env_int("CODEACT_SANDBOXES_PER_USER", 3, minimum=1)
+# Live sandboxes (pool and claimed) on the engine at once, whoever they belong to:
+# an idle sandbox holds ~120 MB, a busy one up to CODEACT_SANDBOX_MEMORY_MB.
+CODEACT_SANDBOXES_PER_HOST = env_int("CODEACT_SANDBOXES_PER_HOST", 50, minimum=1)
 
 # --- Accounts, quotas, retention (issue 14: one user cannot starve the others) ----------
 # open: anyone signs up; invite: only with an admin-made invite link; closed: nobody.

@@ -2,7 +2,8 @@
 URL is configured, the bundled llama.cpp model server.
 
 Each process's output goes to this terminal behind a coloured prefix.
-Ctrl-C (or SIGTERM) stops them all; if one dies, the others are stopped too.
+Ctrl-C (or SIGTERM) stops them all, then removes the sandboxes they started;
+if one dies, the others are stopped too.
 """
 
 from __future__ import annotations
@@ -102,7 +103,18 @@ def main() -> int:
                 break
         stopping.wait(0.5)
     _stop_all(running)
+    _stop_sandboxes()
     return exit_code
+
+
+def _stop_sandboxes() -> None:
+    """The sandboxes this run started go with it: nothing is left holding memory
+    with no beat to reap it. Files are in PostgreSQL; the next start restores them
+    into a new sandbox when a conversation runs code again."""
+    print("stopping this deployment's sandboxes", flush=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "sandboxes", "--all"], cwd=ROOT, check=False
+    )
 
 
 def _stop_all(running: list[tuple[str, subprocess.Popen[bytes]]]) -> None:

@@ -14,14 +14,16 @@ another thread or worker must not take it for an orphan.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, SandboxRecord
@@ -77,37 +79,53 @@ class Claim:
     fresh: bool  # a new kernel: variables from earlier turns are gone
 
 
-def create_warm() -> SandboxRecord:
-    """Start one sandbox, wait until its libraries are imported, and pool it."""
-    container = _new_container(**{"codeact.pool": "1"})
-    try:
-        if not container.warm.wait(limits().start_timeout) or not container.alive:
-            raise SandboxError("The sandbox did not warm up in time.", permanent=False)
-        record = SandboxRecord.objects.create(
-            container_id=container.id, image=container.image, runtime=container.runtime or ""
-        )
-    except BaseException:
-        container.close()
-        raise
-    container.detach()
-    return record
-
-
 def top_up_pool() -> int:
-    """Start warm sandboxes until the pool holds CODEACT_POOL_SIZE; returns how many."""
-    missing = (
-        settings.CODEACT_POOL_SIZE
-        - SandboxRecord.objects.filter(state=SandboxRecord.State.WARM).count()
-    )
+    """Start warm sandboxes until the pool holds CODEACT_POOL_SIZE (within the host
+    cap); returns how many."""
+    with transaction.atomic():
+        _lock_reservations()
+        warm = SandboxRecord.objects.filter(state=SandboxRecord.State.WARM).count()
+        missing = min(settings.CODEACT_POOL_SIZE - warm, _host_room())
+        reserved = [_reserve(state=SandboxRecord.State.WARM) for _ in range(max(0, missing))]
     started = 0
-    for _ in range(max(0, missing)):
+    for index, record in enumerate(reserved):
         try:
-            create_warm()
+            _start_warm(record)
             started += 1
         except SandboxError:
             log.warning("could not start a warm sandbox", exc_info=True)
+            for unused in reserved[index:]:
+                retire(unused, "start_failed")
             break
     return started
+
+
+def create_warm() -> SandboxRecord:
+    """Start one warm sandbox (within the host cap) and return its record."""
+    with transaction.atomic():
+        _lock_reservations()
+        _check_host_room()
+        record = _reserve(state=SandboxRecord.State.WARM)
+    _start_warm(record)
+    return record
+
+
+def _start_warm(record: SandboxRecord) -> None:
+    """Start the reserved pool sandbox, and offer it once its libraries are imported."""
+    try:
+        container = _new_container(**{"codeact.pool": "1"})
+    except BaseException:
+        retire(record, "start_failed")
+        raise
+    try:
+        if not container.warm.wait(limits().start_timeout) or not container.alive:
+            raise SandboxError("The sandbox did not warm up in time.", permanent=False)
+        _fill(record, container)
+    except BaseException:
+        container.close()
+        retire(record, "start_failed")
+        raise
+    container.detach()
 
 
 def _attach(record: SandboxRecord) -> Sandbox:
@@ -115,22 +133,50 @@ def _attach(record: SandboxRecord) -> Sandbox:
     return DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
 
 
+# Claims and pool starts count and reserve their sandbox under one lock: a count
+# and the claim it allows are one step, so racing claims cannot pass a cap
+# together. The lock is held for milliseconds: containers start after it, into
+# the reserved row (its container id is a placeholder until then).
+_RESERVATIONS_LOCK = 0x636F_6465_6163_74  # "codeact"
+PENDING = "pending-"
+
+
+def _lock_reservations() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_RESERVATIONS_LOCK])
+
+
+def _reserve(**fields: Any) -> SandboxRecord:
+    """A row for a sandbox about to start (inside the reservation lock)."""
+    return SandboxRecord.objects.create(
+        container_id=f"{PENDING}{uuid.uuid4().hex}",
+        image=image(),
+        runtime=settings.CODEACT_SANDBOX_RUNTIME or "",
+        **fields,
+    )
+
+
+def _host_room() -> int:
+    live = SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).count()
+    return settings.CODEACT_SANDBOXES_PER_HOST - live
+
+
 def _take_warm(conversation: Conversation) -> SandboxRecord | None:
-    with transaction.atomic():
-        record = (
-            SandboxRecord.objects.select_for_update(skip_locked=True)
-            .filter(state=SandboxRecord.State.WARM, image=image())
-            .order_by("created_at")
-            .first()
-        )
-        if record is None:
-            return None
-        now = timezone.now()
-        record.state = SandboxRecord.State.CLAIMED
-        record.conversation = conversation
-        record.owner_id = conversation.owner_id
-        record.claimed_at = record.last_used_at = now
-        record.save(update_fields=["state", "conversation", "owner", "claimed_at", "last_used_at"])
+    record = (
+        SandboxRecord.objects.select_for_update(skip_locked=True)
+        .filter(state=SandboxRecord.State.WARM, image=image())
+        .exclude(container_id__startswith=PENDING)
+        .order_by("created_at")
+        .first()
+    )
+    if record is None:
+        return None
+    now = timezone.now()
+    record.state = SandboxRecord.State.CLAIMED
+    record.conversation = conversation
+    record.owner_id = conversation.owner_id
+    record.claimed_at = record.last_used_at = now
+    record.save(update_fields=["state", "conversation", "owner", "claimed_at", "last_used_at"])
     return record
 
 
@@ -141,11 +187,42 @@ def _check_user_cap(conversation: Conversation) -> None:
     cap = settings.CODEACT_SANDBOXES_PER_USER
     if live.count() >= cap:
         raise SandboxError(
-            f"You already have {cap} conversations with a running Python sandbox, the most "
-            "allowed. Finish or delete one of them, or wait until an idle one is shut down "
-            f"(after {settings.CODEACT_SANDBOX_IDLE_SECONDS // 60} minutes without use).",
+            f"You already have {cap} conversation{'s' if cap != 1 else ''} with a running "
+            "Python sandbox, the most allowed. Finish or delete one of them, or wait until an "
+            f"idle one is shut down (after {settings.CODEACT_SANDBOX_IDLE_SECONDS // 60} "
+            "minutes without use).",
             permanent=True,
         )
+
+
+def _check_host_room() -> None:
+    if _host_room() <= 0:
+        raise SandboxError(
+            f"The server is running {settings.CODEACT_SANDBOXES_PER_HOST} Python sandboxes, "
+            "the most this server runs at once. One frees up when another conversation's "
+            "sandbox goes idle: press Retry in a few minutes.",
+            permanent=False,
+        )
+
+
+def _claim_slot(conversation: Conversation) -> tuple[SandboxRecord, bool]:
+    """The conversation's new sandbox row, within the caps: a warm one (True) or a
+    reservation for a container to start now (False)."""
+    with transaction.atomic():
+        _lock_reservations()
+        _check_user_cap(conversation)
+        warm = _take_warm(conversation)
+        if warm is not None:
+            return warm, True
+        _check_host_room()
+        now = timezone.now()
+        return _reserve(
+            state=SandboxRecord.State.CLAIMED,
+            conversation=conversation,
+            owner_id=conversation.owner_id,
+            claimed_at=now,
+            last_used_at=now,
+        ), False
 
 
 def claim_for(conversation: Conversation) -> Claim:
@@ -161,25 +238,30 @@ def claim_for(conversation: Conversation) -> Claim:
         except SandboxError:
             log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
             remove(current, "lost")
-    _check_user_cap(conversation)
-    while (record := _take_warm(conversation)) is not None:
+    while True:
+        record, warm = _claim_slot(conversation)
+        if not warm:
+            return Claim(_start_claimed(record, conversation), record, fresh=True)
         try:
             return Claim(_attach(record), record, fresh=True)
         except SandboxError:
             remove(record, "dead_in_pool")
-    container = _new_container(**{"codeact.conversation": str(conversation.id)})
-    now = timezone.now()
-    record = SandboxRecord.objects.create(
-        container_id=container.id,
-        image=container.image,
-        runtime=container.runtime or "",
-        state=SandboxRecord.State.CLAIMED,
-        conversation=conversation,
-        owner_id=conversation.owner_id,
-        claimed_at=now,
-        last_used_at=now,
-    )
-    return Claim(container, record, fresh=True)
+
+
+def _start_claimed(record: SandboxRecord, conversation: Conversation) -> Sandbox:
+    try:
+        container = _new_container(**{"codeact.conversation": str(conversation.id)})
+    except BaseException:
+        retire(record, "start_failed")
+        raise
+    _fill(record, container)
+    return container
+
+
+def _fill(record: SandboxRecord, container: DockerSandbox) -> None:
+    record.container_id = container.id
+    record.runtime = container.runtime or ""
+    record.save(update_fields=["container_id", "runtime"])
 
 
 def touch(record: SandboxRecord) -> None:
@@ -189,11 +271,17 @@ def touch(record: SandboxRecord) -> None:
 
 def remove(record: SandboxRecord, reason: str) -> None:
     """Remove the container and retire its record."""
-    try:
-        _client().api.remove_container(record.container_id, force=True)
-    except Exception as exc:  # already gone is fine
-        if "No such container" not in str(exc):
-            log.warning("could not remove %s: %s", record.container_id[:12], exc)
+    if not record.container_id.startswith(PENDING):
+        try:
+            _client().api.remove_container(record.container_id, force=True)
+        except Exception as exc:  # already gone is fine
+            if "No such container" not in str(exc):
+                log.warning("could not remove %s: %s", record.container_id[:12], exc)
+    retire(record, reason)
+
+
+def retire(record: SandboxRecord, reason: str) -> None:
+    """The record no longer counts: its container is gone (or never started)."""
     SandboxRecord.objects.filter(pk=record.pk).update(
         state=SandboxRecord.State.REMOVED, removed_at=timezone.now(), removed_reason=reason
     )
@@ -245,7 +333,61 @@ def reconcile(grace: float | None = None) -> dict[str, int]:
             container.remove(force=True)
         except Exception:
             log.warning("could not remove orphan %s", container.id[:12], exc_info=True)
-    gone = [r for cid, r in live.items() if cid not in seen]
+    starting_since = timezone.now() - timedelta(seconds=grace)
+    gone = [
+        r
+        for cid, r in live.items()
+        if cid not in seen and not (cid.startswith(PENDING) and r.created_at > starting_since)
+    ]
     for record in gone:
         remove(record, "gone")
     return {"orphans": orphans, "gone": len(gone)}
+
+
+@dataclass
+class Listed:
+    """One of this deployment's sandbox containers, as an operator sees it."""
+
+    container_id: str
+    status: str  # the engine's: running, exited, ...
+    record: SandboxRecord | None  # None: an orphan the registry does not know
+    age_seconds: float
+
+
+def list_sandboxes() -> list[Listed]:
+    """This deployment's sandbox containers with their records, oldest first."""
+    records = {
+        r.container_id: r
+        for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).select_related(
+            "conversation", "owner"
+        )
+    }
+    found = [
+        Listed(c.id, c.status, records.get(c.id), _age_seconds(c))
+        for c in managed_containers(_client(), **deployment_labels())
+    ]
+    return sorted(found, key=lambda item: -item.age_seconds)
+
+
+def stop_sandboxes(container_ids: list[str] | None = None, reason: str = "operator") -> int:
+    """Remove these sandbox containers of this deployment (prefixes of their ids
+    work), or all of them; their files are kept in PostgreSQL and come back in a
+    new sandbox on the conversation's next execution. Returns how many."""
+    stopped = 0
+    for item in list_sandboxes():
+        if container_ids is not None and not any(
+            item.container_id.startswith(wanted) for wanted in container_ids
+        ):
+            continue
+        if item.record is not None:
+            remove(item.record, reason)
+        else:
+            with contextlib.suppress(Exception):
+                _client().api.remove_container(item.container_id, force=True)
+        stopped += 1
+    if container_ids is None:  # reservations whose container never started
+        for record in SandboxRecord.objects.filter(
+            state__in=SandboxRecord.LIVE, container_id__startswith=PENDING
+        ):
+            retire(record, reason)
+    return stopped

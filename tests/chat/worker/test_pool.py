@@ -1,5 +1,6 @@
 """The sandbox lifecycle against real Docker and PostgreSQL."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 from chat.models import SandboxRecord
 from chat.worker import pool
 from sandbox.api import SandboxError
-from tests.factories import ConversationFactory
+from tests.factories import ConversationFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -115,3 +116,51 @@ def test_orphans_are_removed_and_strangers_left_alone(owner, settings):
         assert container_running(stranger.id)
     finally:
         stranger.remove(force=True)
+
+
+def _claim_at_once(conversations):
+    """Claim sandboxes for these conversations from as many threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(conversations))
+
+    def claim(conversation):
+        barrier.wait()
+        try:
+            claimed = pool.claim_for(conversation)
+            claimed.sandbox.detach()
+            return claimed
+        except SandboxError as exc:
+            return exc
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(conversations)) as threads:
+        return list(threads.map(claim, conversations))
+
+
+def test_the_per_user_cap_holds_when_claims_race(owner, settings):
+    settings.CODEACT_POOL_SIZE = 0
+    settings.CODEACT_SANDBOXES_PER_USER = 1
+    results = _claim_at_once([ConversationFactory(owner=owner) for _ in range(5)])
+    assert sum(isinstance(r, pool.Claim) for r in results) == 1
+    assert all("the most allowed" in r.message for r in results if isinstance(r, SandboxError))
+    assert SandboxRecord.objects.filter(state="claimed", owner=owner).count() == 1
+    running = pool.managed_containers(pool._client(), **pool.deployment_labels())
+    assert len(running) == 1
+
+
+def test_the_host_cap_bounds_every_user_and_the_pool(owner, other_user, settings):
+    settings.CODEACT_POOL_SIZE = 0
+    settings.CODEACT_SANDBOXES_PER_HOST = 2
+    third = UserFactory(username="third")
+    results = _claim_at_once([ConversationFactory(owner=u) for u in (owner, other_user, third)])
+    refused = [r for r in results if isinstance(r, SandboxError)]
+    assert len(refused) == 1
+    assert "the most this server runs" in refused[0].message
+    assert not refused[0].permanent  # it frees up: a Retry later can work
+    settings.CODEACT_POOL_SIZE = 3
+    assert pool.top_up_pool() == 0  # the pool does not start past the host cap
+    assert SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).count() == 2
