@@ -1,0 +1,59 @@
+"""Database connections: which process holds them, and what a request that
+cannot get one is told.
+
+Each process has a bounded pool (psycopg's, through Django's
+`OPTIONS["pool"]`), sized in settings.py, and names its connections
+`codeact-<role>` so `pg_stat_activity` shows who holds what.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # settings.py imports this module: no Django at import time
+    from django.http import HttpRequest, HttpResponse
+
+
+def process_role(argv: list[str] | None = None) -> str:
+    """web, worker, beat, tests, or the management command, read from the
+    command line that started this process."""
+    args = [Path(a).name for a in (sys.argv if argv is None else argv)]
+    program = args[0] if args else ""
+    if program == "daphne" or "runserver" in args[1:2]:
+        return "web"
+    if program == "celery" or "celery" in args[1:3]:
+        return next((a for a in args[1:] if a in ("worker", "beat")), "celery")
+    if program in ("pytest", "py.test") or "pytest" in args[1:3]:
+        return "tests"
+    if program == "manage.py" and len(args) > 1:
+        return args[1]
+    return "app"
+
+
+def is_pool_timeout(exc: BaseException | None) -> bool:
+    from psycopg_pool import PoolTimeout
+
+    while exc is not None:
+        if isinstance(exc, PoolTimeout):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a request that waited CODEACT_DB_POOL_TIMEOUT for a database
+    connection is told the server is busy (503, try again), not that it failed."""
+    from django.http import HttpResponse
+    from django.views import defaults
+
+    if is_pool_timeout(sys.exc_info()[1]):
+        response = HttpResponse(
+            "The server is busy right now. Please try again in a moment.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = "5"
+        return response
+    return defaults.server_error(request)
