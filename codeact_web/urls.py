@@ -10,3 +10,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("chat.urls")),
 ]
+
+# A request that cannot get a database connection in time is answered 503, not 500.
+handler500 = "codeact_web.database.server_error"

@@ -1,0 +1,128 @@
+"""Database connections are bounded per process: a real Daphne process with a
+small pool serves more concurrent requests than it has connections, on a
+database that refuses any connection beyond them."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection, transaction
+
+from codeact_web.database import process_role
+from tests.conftest import session_cookie
+from tests.support.processes import Process, free_port, start_web
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+POOL = 3
+
+
+def get(port: int, cookie: str, timeout: float = 30) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Cookie": cookie})
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def scalar(sql: str, *params: object) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.fetchone()[0])
+
+
+def web_connections() -> int:
+    return scalar(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'codeact-web'"
+    )
+
+
+@contextmanager
+def connection_limit(extra: int) -> Iterator[None]:
+    """The test database accepts the connections open now and `extra` more."""
+    name = connection.settings_dict["NAME"]
+    open_now = scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT {open_now + extra}')
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+
+
+@pytest.fixture
+def web(request) -> Iterator[int]:
+    port = free_port()
+    env = {"CODEACT_DB_POOL_SIZE": str(POOL)} | getattr(request, "param", {})
+    proc: Process = start_web(port, **env)
+    yield port
+    proc.stop()
+
+
+def test_it_serves_more_concurrent_requests_than_connections_without_a_500(web, owner):
+    cookie = session_cookie(owner)
+    assert get(web, cookie)[0] == 200  # the pool has opened its first connection
+    with connection_limit(POOL - web_connections()), ThreadPoolExecutor(24) as threads:
+        answers = list(threads.map(lambda _: get(web, cookie), range(72)))
+        held = web_connections()
+
+    statuses = sorted({status for status, _ in answers})
+    assert statuses == [200], [body[:300] for status, body in answers if status != 200][:3]
+    assert 1 <= held <= POOL  # named, so an operator sees who holds what
+
+
+@pytest.mark.parametrize(
+    "web", [{"CODEACT_DB_POOL_SIZE": "1", "CODEACT_DB_POOL_TIMEOUT": "0.5"}], indirect=True
+)
+def test_it_answers_503_when_no_connection_frees_up_in_time(web, owner):
+    cookie = session_cookie(owner)
+    assert get(web, cookie)[0] == 200
+    with ThreadPoolExecutor(1) as threads, transaction.atomic():
+        # The web process's only connection waits on this lock; the next request
+        # finds the pool empty.
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE django_session IN ACCESS EXCLUSIVE MODE")
+        first = threads.submit(get, web, cookie)
+        wait_for_lock_waiter()
+        status, body = get(web, cookie)
+        transaction.set_rollback(True)
+
+    assert status == 503
+    assert "busy" in body
+    assert first.result()[0] == 200
+
+
+def wait_for_lock_waiter(timeout: float = 15.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the web process never waited on the lock")
+
+
+@pytest.mark.parametrize(
+    ("argv", "role"),
+    [
+        (["/x/.venv/bin/daphne", "-b", "0.0.0.0", "codeact_web.asgi:application"], "web"),
+        (["/x/.venv/bin/celery", "-A", "codeact_web", "worker", "-P", "threads"], "worker"),
+        (["celery", "-A", "codeact_web", "beat", "-l", "INFO"], "beat"),
+        (["manage.py", "migrate"], "migrate"),
+        (["manage.py", "runserver"], "web"),
+    ],
+)
+def test_it_names_each_process_for_pg_stat_activity(argv, role):
+    assert process_role(argv) == role
