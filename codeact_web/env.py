@@ -154,3 +154,16 @@ def _model_entry(
     if not model.get("label"):
         model["label"] = model["key"]
     return model
+
+
+def env_url_with_password(url: str, password: str) -> str:
+    """`url` with `password` put in (a Redis password kept in a secret file, say)."""
+    if not password:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

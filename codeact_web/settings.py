@@ -23,6 +23,7 @@ from codeact_web.env import (
     env_models,
     env_secret,
     env_str,
+    env_url_with_password,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -92,9 +93,15 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A password kept out of the URL: DATABASE_PASSWORD or a file in DATABASE_PASSWORD_FILE
+# (a Docker secret, say).
+if _db_password := env_secret("DATABASE_PASSWORD"):
+    DATABASES["default"]["PASSWORD"] = _db_password
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_url_with_password(
+    env_str("REDIS_URL", "redis://127.0.0.1:6379/0"), env_secret("REDIS_PASSWORD")
+)
 # Redis pub/sub is shared by every database number, so the prefix is what keeps
 # two deployments (or a test run beside `make run`) apart on one server.
 CHANNEL_PREFIX = env_str("CODEACT_CHANNEL_PREFIX", "codeact")

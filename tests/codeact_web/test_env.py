@@ -3,7 +3,15 @@ import json
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from codeact_web.env import env_bool, env_float, env_int, env_list, env_models, env_secret
+from codeact_web.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_models,
+    env_secret,
+    env_url_with_password,
+)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +146,15 @@ def test_no_models_setting_means_the_single_default(monkeypatch):
     monkeypatch.delenv("X_MODELS", raising=False)
     monkeypatch.delenv("X_MODELS_FILE", raising=False)
     assert env_models("X_MODELS", MODEL_DEFAULTS) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "expected"),
+    [
+        ("redis://redis:6379/0", "s3cr/t@x", "redis://:s3cr%2Ft%40x@redis:6379/0"),
+        ("redis://old:pw@redis:6379/0", "new", "redis://old:new@redis:6379/0"),
+        ("redis://redis:6379/0", "", "redis://redis:6379/0"),
+    ],
+)
+def test_it_puts_a_secret_password_into_a_url(url, password, expected):
+    assert env_url_with_password(url, password) == expected
