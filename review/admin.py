@@ -1,11 +1,14 @@
 """The admin for conversation logs: read-only, content behind the review
-permission, every look at content recorded in the audit trail."""
+permission, every look at content recorded in the audit trail: detail and
+history pages, list pages (which show titles, text and code) and their searches
+and field filters."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ALL_VAR, ERROR_FLAG, ORDER_VAR, PAGE_VAR, SEARCH_VAR
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Length
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -35,6 +38,12 @@ admin.site.site_title = "CodeAct Web"
 admin.site.index_title = "Administration"
 
 PREVIEW = 120
+# Query-string parameters of a list page that choose no rows (paging, sorting, display).
+# ("_popup", "_to_field" and "_facets" are Django's IS_POPUP_VAR, TO_FIELD_VAR, IS_FACETS_VAR.)
+NOT_CRITERIA = {
+    ALL_VAR, ERROR_FLAG, ORDER_VAR, PAGE_VAR, SEARCH_VAR,
+    "_popup", "_to_field", "_facets", "_changelist_filters",
+}  # fmt: skip
 
 
 def _preview(text: str, limit: int = PREVIEW) -> str:
@@ -79,20 +88,52 @@ class LogAdmin(ReadOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        query = request.GET.get("q", "").strip()
         response = super().changelist_view(request, extra_context)
-        if query and response.status_code == 200 and hasattr(response, "context_data"):
-            found = response.context_data["cl"].result_list
-            ids = {self.conversation_of(row) for row in found}
-            record(
-                request.user,
-                AuditRecord.Action.SEARCH,
-                sorted(str(i) for i in ids if i),
-                via="admin",
-                detail={"model": self.model._meta.model_name, "query": query[:500]},
-                request=request,
-            )
+        context = getattr(response, "context_data", None) or {}
+        if response.status_code == 200 and "cl" in context:
+            self._record_list(request, context["cl"])
         return response
+
+    def _record_list(self, request: HttpRequest, changelist: Any) -> None:
+        """A list page shows content (titles, text, code): record which
+        conversations it showed, and its search and field filters as a search."""
+        query = request.GET.get(SEARCH_VAR, "").strip()
+        filters = {
+            key: value[:200] for key, value in request.GET.items() if key not in NOT_CRITERIA
+        }
+        found = {self.conversation_of(row) for row in changelist.result_list}
+        if not (query or filters or found):
+            return
+        detail: dict[str, Any] = {"model": self.model._meta.model_name}
+        if query:
+            detail["query"] = query[:500]
+        if filters:
+            detail["filters"] = filters
+        if not (query or filters):
+            detail["view"] = "list"
+        action = AuditRecord.Action.SEARCH if query or filters else AuditRecord.Action.LOG_ROW
+        ids = sorted(str(i) for i in found if i)
+        record(request.user, action, ids, via="admin", detail=detail, request=request)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().history_view(request, object_id, extra_context)
+        if response.status_code == 200:
+            self._record_row(request, object_id, view="history")
+        return response
+
+    def _record_row(self, request: HttpRequest, object_id: str, **extra: str) -> None:
+        obj = self.get_object(request, object_id)
+        conversation = self.conversation_of(obj) if obj is not None else None
+        record(
+            request.user,
+            AuditRecord.Action.LOG_ROW,
+            [conversation] if conversation else [],
+            via="admin",
+            detail={"model": self.model._meta.model_name, "id": str(object_id), **extra},
+            request=request,
+        )
 
     def change_view(
         self,
@@ -103,16 +144,7 @@ class LogAdmin(ReadOnlyAdmin):
     ) -> HttpResponse:
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
-            obj = self.get_object(request, object_id)
-            conversation = self.conversation_of(obj) if obj is not None else None
-            record(
-                request.user,
-                AuditRecord.Action.LOG_ROW,
-                [conversation] if conversation else [],
-                via="admin",
-                detail={"model": self.model._meta.model_name, "id": str(object_id)},
-                request=request,
-            )
+            self._record_row(request, object_id)
         return response
 
 

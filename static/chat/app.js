@@ -10,7 +10,7 @@ import { applyOutputDelta, renderExecution, renderOutput, startTimers } from "./
 import { setupComposer, showError, updateComposer } from "./composer.js";
 import { scrollToEnd, transcript } from "./dom.js";
 import { renderFile, setupUploads } from "./files.js";
-import { connect, seen, send } from "./socket.js";
+import { connect, resumeRefused, seen, send } from "./socket.js";
 import { state } from "./state.js";
 import { applyDelta, applyTurn, renderMessage } from "./transcript.js";
 
@@ -58,6 +58,7 @@ function handle(event) {
     window.location.href = "/";
     return;
   } else if (event.type === "error") {
+    if (event.code === "quota_resumes") resumeRefused();
     showError(event);
   }
   updateComposer();

@@ -118,7 +118,7 @@ def test_admin_reads_and_searches_are_recorded(client, reviewer, analysis):
     assert message is not None
     client.get(reverse("admin:chat_message_change", args=[message.pk]))
     client.get(reverse("admin:chat_conversation_changelist"), {"q": "df.shape"})
-    client.get(reverse("admin:chat_conversation_changelist"))  # no search: nothing to record
+    client.get(reverse("admin:chat_conversation_changelist"))  # no search: still shows titles
     rows = list(AuditRecord.objects.order_by("id").values("action", "conversations", "detail"))
     assert rows == [
         {
@@ -130,6 +130,11 @@ def test_admin_reads_and_searches_are_recorded(client, reviewer, analysis):
             "action": "search",
             "conversations": [str(analysis.id)],
             "detail": {"model": "conversation", "query": "df.shape"},
+        },
+        {
+            "action": "log_row",
+            "conversations": [str(analysis.id)],
+            "detail": {"model": "conversation", "view": "list"},
         },
     ]
 
