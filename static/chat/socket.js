@@ -23,6 +23,14 @@ export function requestResume() {
   send({ type: "resume", after_seq: state.lastSeq });
 }
 
+// The server refused a resync (too many in its window, CODEACT_QUOTA_RESUMES): ask
+// again after a pause, or this page would never resync again.
+const RESUME_RETRY_MS = 5000;
+export function resumeRefused() {
+  state.resumePending = false;
+  setTimeout(requestResume, RESUME_RETRY_MS);
+}
+
 // A persisted event arrived: note its number, or resync if one is missing.
 export function seen(seq) {
   if (seq > state.lastSeq + 1) requestResume();
