@@ -23,6 +23,7 @@ from django.http import Http404
 from pydantic import TypeAdapter, ValidationError
 
 from chat import broadcast, socket_sessions
+from chat.actions import quotas
 from chat.actions.conversations import access_conversation, do_set_model
 from chat.actions.errors import ActionError
 from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
@@ -154,6 +155,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
             return [ack | {"turn_id": turn.pk}]
         if isinstance(frame, ResumeFrame):
+            quotas.check_resume(conversation.owner_id)  # each resync reads rows: rate-limited
             events = events_after(conversation, frame.after_seq)
             return [{"type": "sync", "last_seq": conversation.last_seq, "events": events}]
         if isinstance(frame, RetryFrame):
