@@ -83,7 +83,8 @@ def test_it_refuses_turns_past_the_hourly_quota_and_says_when(owner, settings):
     Turn.objects.filter(pk=oldest.pk).update(created_at=timezone.now() - timedelta(minutes=50))
     error = refused(messages.do_send_user_message, conversation, "three")
     assert error.code == "quota_turns_per_hour"
-    frees = timezone.localtime(timezone.now() + timedelta(minutes=10)).strftime("%H:%M")
+    oldest.refresh_from_db()
+    frees = timezone.localtime(oldest.created_at + timedelta(hours=1)).strftime("%H:%M")
     assert "2 answers in the last hour" in error.message and frees in error.message
     Turn.objects.filter(pk=oldest.pk).update(created_at=timezone.now() - timedelta(minutes=61))
     messages.do_send_user_message(conversation, "three")
