@@ -3,7 +3,7 @@ cannot get one is told.
 
 Each process has a bounded pool (psycopg's, through Django's
 `OPTIONS["pool"]`), sized in settings.py, and names its connections
-`codeact-<role>` so `pg_stat_activity` shows who holds what.
+`codeact-<process>` so `pg_stat_activity` shows who holds what.
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ def process_role(argv: list[str] | None = None) -> str:
     if program == "manage.py" and len(args) > 1:
         return args[1]
     return "app"
+
+
+def process_name(argv: list[str] | None = None) -> str:
+    """The role, or a Celery worker's node name (`-n worker2@%h` gives worker2),
+    so the several workers of `make run` are told apart."""
+    args = sys.argv if argv is None else argv
+    role = process_role(args)
+    if role == "worker" and "-n" in args[:-1]:
+        node = args[args.index("-n") + 1].split("@")[0]
+        return node or role
+    return role
 
 
 def is_pool_timeout(exc: BaseException | None) -> bool:

@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from codeact_web.database import process_role
+from codeact_web.database import process_name, process_role
 from codeact_web.env import (
     env_bool,
     env_float,
@@ -133,13 +133,13 @@ CODEACT_WORKER_PROCESSES = env_int(
 CODEACT_WORKER_CONCURRENCY = env_int("CODEACT_WORKER_CONCURRENCY", 32, minimum=1)
 
 # --- Database connections: one bounded pool per process (README, "Database connections")
-# Connections are named codeact-<process> (web, worker, beat, ...) in pg_stat_activity.
-CODEACT_PROCESS = env_str("CODEACT_PROCESS", "") or process_role()
+# Connections are named codeact-<process> (web, worker2, beat, ...) in pg_stat_activity.
+CODEACT_PROCESS = env_str("CODEACT_PROCESS", "") or process_name()
 # A worker thread keeps its connection for a whole turn, so a worker's pool has room
 # for every thread; the web process's threads hold one only for a request or a frame.
 CODEACT_DB_POOL_SIZE = env_int(
     "CODEACT_DB_POOL_SIZE",
-    CODEACT_WORKER_CONCURRENCY + 4 if CODEACT_PROCESS == "worker" else 10,
+    CODEACT_WORKER_CONCURRENCY + 4 if process_role() == "worker" else 10,
     minimum=0,
 )
 # How long a request waits for a free connection before it is answered 503.

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, transaction
 
-from codeact_web.database import process_role
+from codeact_web.database import process_name, process_role
 from tests.conftest import session_cookie
 from tests.support.processes import Process, free_port, start_web
 
@@ -126,3 +126,9 @@ def wait_for_lock_waiter(timeout: float = 15.0) -> None:
 )
 def test_it_names_each_process_for_pg_stat_activity(argv, role):
     assert process_role(argv) == role
+
+
+def test_it_tells_the_workers_of_make_run_apart():
+    argv = ["celery", "-A", "codeact_web", "worker", "-c", "32", "-n", "worker2@%h"]
+    assert (process_role(argv), process_name(argv)) == ("worker", "worker2")
+    assert process_name(["daphne", "codeact_web.asgi:application"]) == "web"
