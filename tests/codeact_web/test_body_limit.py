@@ -3,6 +3,7 @@ refused before the server stores it (codeact_web/body_limit.py)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +18,18 @@ from tests.support.processes import Process, free_port, start_web
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 SMALL_LIMIT_KB = 64
+UPLOAD_LIMIT_MB = 2
 MiB = 1 << 20
 
 
 @pytest.fixture
 def web() -> Iterator[tuple[Process, int]]:
     port = free_port()
-    proc = start_web(port, CODEACT_MAX_BODY_KB=str(SMALL_LIMIT_KB))
+    proc = start_web(
+        port,
+        CODEACT_MAX_BODY_KB=str(SMALL_LIMIT_KB),
+        CODEACT_MAX_UPLOAD_BODY_MB=str(UPLOAD_LIMIT_MB),
+    )
     yield proc, port
     proc.stop()
 
@@ -67,6 +73,24 @@ def test_it_refuses_a_4_gib_declared_body_before_reading_it(web):
 
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"The request is too large: this address accepts at most 64 KB." in answer
+
+
+def test_it_answers_an_oversized_upload_in_json_the_page_can_show(web):
+    _, port = web
+    upload = "/c/6f1c4c44-2f2b-4b43-9d5c-5d7f3a0c2b1e/files/"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {upload} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {UPLOAD_LIMIT_MB * MiB + 1}\r\n\r\n".encode()
+        )
+        head, _, body = read_answer(sock).partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 413 ") and b"application/json" in head
+    assert json.loads(body)["error"] == {
+        "code": "request_too_large",
+        "message": f"The request is too large: this address accepts at most {UPLOAD_LIMIT_MB} MB.",
+    }
 
 
 def test_it_cuts_off_a_chunked_body_past_the_limit_without_growing(web):
