@@ -4,21 +4,31 @@ database that refuses any connection beyond them."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
 import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import connection, transaction
+from websockets.asyncio.client import connect
 
 from codeact_web.database import process_name, process_role
 from tests.conftest import session_cookie
+from tests.factories import ConversationFactory
+from tests.support import processes
 from tests.support.processes import Process, free_port, start_web
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 POOL = 3
+SMALL_POOL = {"CODEACT_DB_POOL_SIZE": "1", "CODEACT_DB_POOL_TIMEOUT": "0.5"}
 
 
 def get(port: int, cookie: str, timeout: float = 30) -> tuple[int, str]:
@@ -79,9 +89,7 @@ def test_it_serves_more_concurrent_requests_than_connections_without_a_500(web, 
     assert 1 <= held <= POOL  # named, so an operator sees who holds what
 
 
-@pytest.mark.parametrize(
-    "web", [{"CODEACT_DB_POOL_SIZE": "1", "CODEACT_DB_POOL_TIMEOUT": "0.5"}], indirect=True
-)
+@pytest.mark.parametrize("web", [SMALL_POOL], indirect=True)
 def test_it_answers_503_when_no_connection_frees_up_in_time(web, owner):
     cookie = session_cookie(owner)
     assert get(web, cookie)[0] == 200
@@ -98,6 +106,49 @@ def test_it_answers_503_when_no_connection_frees_up_in_time(web, owner):
     assert status == 503
     assert "busy" in body
     assert first.result()[0] == 200
+
+
+@pytest.mark.parametrize("web", [SMALL_POOL], indirect=True)
+def test_a_socket_frame_that_gets_no_connection_in_time_is_told_busy(web, owner):
+    conversation = ConversationFactory(owner=owner)
+    cookie = session_cookie(owner)
+    url = f"ws://127.0.0.1:{web}/ws/conversations/{conversation.id}/"
+
+    async def talk() -> tuple[dict, dict]:
+        headers = {"Cookie": cookie}
+        origin = f"http://127.0.0.1:{web}"
+        async with (
+            connect(url, origin=origin, additional_headers=headers) as held,
+            connect(url, origin=origin, additional_headers=headers) as waiting,
+        ):
+            await held.recv(), await waiting.recv()  # hello, hello
+            await sync_to_async(lock_sessions_until_released)()
+            await held.send(json.dumps({"type": "ping"}))  # takes the only connection, waits
+            await database_sync_to_async(wait_for_lock_waiter)()
+            await waiting.send(json.dumps({"type": "ping"}))
+            busy = json.loads(await asyncio.wait_for(waiting.recv(), 15))
+            await sync_to_async(release_sessions)()
+            return busy, json.loads(await asyncio.wait_for(held.recv(), 15))
+
+    busy, pong = asyncio.run(talk())
+    assert busy["type"] == "error" and busy["code"] == "busy" and "busy" in busy["message"]
+    assert pong == {"type": "pong"}
+
+
+_locker: dict[str, Any] = {}
+
+
+def lock_sessions_until_released() -> None:
+    """Hold an exclusive lock on the session table from a connection of our own."""
+    conn = psycopg.connect(processes.test_database_url(), autocommit=False)
+    conn.execute("LOCK TABLE django_session IN ACCESS EXCLUSIVE MODE")
+    _locker["conn"] = conn
+
+
+def release_sessions() -> None:
+    conn = _locker.pop("conn")
+    conn.rollback()
+    conn.close()
 
 
 def wait_for_lock_waiter(timeout: float = 15.0) -> None:
