@@ -21,6 +21,8 @@ def process_role(argv: list[str] | None = None) -> str:
     command line that started this process."""
     args = [Path(a).name for a in (sys.argv if argv is None else argv)]
     program = args[0] if args else ""
+    if program == "__main__.py":  # python -m pytest, python -m celery
+        program = Path((sys.argv if argv is None else argv)[0]).parent.name
     if program == "daphne" or "runserver" in args[1:2]:
         return "web"
     if program == "celery" or "celery" in args[1:3]:

@@ -173,6 +173,8 @@ def wait_for_lock_waiter(timeout: float = 15.0) -> None:
         (["celery", "-A", "codeact_web", "beat", "-l", "INFO"], "beat"),
         (["manage.py", "migrate"], "migrate"),
         (["manage.py", "runserver"], "web"),
+        (["/x/site-packages/pytest/__main__.py", "tests/"], "tests"),
+        (["/x/site-packages/celery/__main__.py", "-A", "codeact_web", "beat"], "beat"),
     ],
 )
 def test_it_names_each_process_for_pg_stat_activity(argv, role):
