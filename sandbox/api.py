@@ -6,9 +6,11 @@ Outputs are nbformat-shaped dicts (`stream`, `display_data`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from sandbox.image.outputs import IMAGE_MIMES as IMAGE_MIMES  # the formats an item may carry
 
 Output = dict[str, Any]
 OnOutput = Callable[[Output], None]
@@ -16,10 +18,24 @@ Poll = Callable[[], bool]
 Status = Literal["ok", "error", "timeout", "interrupted", "died"]
 
 MiB = 1 << 20
-# The image formats a display item may carry, most preferred first. The host keeps
-# one image per item, the first of these present; other image types are dropped.
-# (The bridge in sandbox/image/ has its own copy: it runs in the container alone.)
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+# Files travel in pieces of this size (base64 in one protocol line each).
+TRANSFER_CHUNK = MiB
+
+
+class Readable(Protocol):
+    """A binary file-like object to read from (an open file, BytesIO, an upload)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """A binary file-like object to write to."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+# What put_file accepts: the bytes, a readable binary file, or an iterator of pieces.
+FileSource = bytes | Readable | Iterable[bytes]
 
 
 class SandboxError(Exception):
@@ -54,6 +70,11 @@ class Limits:
     stream_bytes: int = 1 * MiB
     display_items: int = 50
     image_bytes: int = 5 * MiB
+    # The non-image values of one display item together (text, HTML, JSON, ...),
+    # and the text of one error; over it, values are dropped and counted.
+    display_item_bytes: int = 1 * MiB
+    # Everything one cell displays (images included) and its errors' text.
+    display_bytes: int = 10 * MiB
     file_bytes: int = 100 * MiB
     start_timeout: float = 60.0
     # Imported in every new kernel before it is used (see PRELOADS in the bridge);
@@ -65,7 +86,18 @@ class Limits:
             "stream_bytes": self.stream_bytes,
             "display_items": self.display_items,
             "image_bytes": self.image_bytes,
+            "display_item_bytes": self.display_item_bytes,
+            "display_bytes": self.display_bytes,
+            "line_bytes": self.line_bytes,
         }
+
+    @property
+    def line_bytes(self) -> int:
+        """The longest protocol line the host accepts: one output within the caps
+        (an image and its text, or a stream piece), or one file chunk, with room
+        for the envelope. The bridge does not send a longer one."""
+        item = self.image_bytes + self.display_item_bytes + 64 * 1024
+        return max(item, self.stream_bytes, TRANSFER_CHUNK * 4 // 3) + 64 * 1024
 
 
 @dataclass
@@ -77,6 +109,8 @@ class ExecutionResult:
     dropped_stream_bytes: int = 0
     dropped_displays: int = 0
     dropped_images: int = 0
+    # Bytes of display values other than images, and of error text, that were dropped.
+    dropped_display_bytes: int = 0
     kernel_restarted: bool = False
     detail: str = ""
 
@@ -131,12 +165,31 @@ class Sandbox(Protocol):
         """Start a fresh kernel (and a fresh container if the old one died)."""
         ...
 
-    def put_file(self, path: str, data: bytes) -> None:
-        """Write a file under /workspace (a relative path)."""
+    def put_file(self, path: str, data: FileSource) -> int:
+        """Write a file under /workspace (a relative path), piece by piece; returns its size.
+
+        Over the file limit it is refused (SandboxError, permanent) and what
+        was written of it is removed.
+        """
         ...
 
-    def get_file(self, path: str) -> bytes:
-        """Read a regular file under /workspace; links, FIFOs and devices are refused."""
+    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        """Read a regular file under /workspace; links, FIFOs and devices are refused.
+
+        A file over max_bytes (default: the file limit) is refused, even when it
+        grew after it was listed: at most max_bytes + 1 bytes are read.
+        """
+        ...
+
+    def get_file_into(self, path: str, sink: Writable, max_bytes: int | None = None) -> int:
+        """Like get_file, writing the file piece by piece into sink; returns its size.
+
+        On a refusal part of the file may already be in sink: discard it.
+        """
+        ...
+
+    def delete_file(self, path: str) -> bool:
+        """Remove a file under /workspace; False when there was none. Directories are refused."""
         ...
 
     def list_files(self) -> list[FileInfo]:

@@ -1,14 +1,16 @@
 """Sandboxes as Docker containers, driven through the Docker API attach stream.
 
 The container has no network interface, no capabilities, a read-only root,
-size-capped tmpfs for /tmp and /workspace, a non-root uid, tini as PID 1,
-pids/memory/CPU/ulimit caps and an empty environment. The host talks to the
-bridge inside over the container's stdin/stdout: no port, no shared path, no
-`docker exec`, the same for a local or remote daemon and under gVisor.
+size-capped tmpfs for /tmp and /workspace, a non-root uid, pids/memory/CPU/
+ulimit caps, an empty environment and no log (the bridge is PID 1 and hides
+itself from the kernel's code; see sandbox/image/bridge.py). The host talks
+to the bridge over the container's stdin/stdout: no port, no shared path, no
+`docker exec`, the same for a local or remote daemon and under gVisor, which
+is the default runtime wherever the engine has it (sandbox/runtime.py).
 
-Everything the bridge says is untrusted (it shares a uid with the code it
-runs): lines are size-capped, outputs are re-checked against the cell limits,
-and time limits are enforced here.
+Everything the bridge says is untrusted: lines, replies and transfers are
+bounded in sandbox/connection.py, outputs are re-checked against the cell
+caps (sandbox/image/outputs.py), and time limits are enforced here.
 """
 
 from __future__ import annotations
@@ -16,41 +18,46 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import itertools
-import json
+import io
 import logging
-import queue
+import math
 import secrets
-import struct
 import threading
 import time
-from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import docker
-from docker.types import Ulimit
+from docker.types import LogConfig, Ulimit
 
 from sandbox.api import (
-    IMAGE_MIMES,
+    TRANSFER_CHUNK,
     ExecutionResult,
     FileInfo,
+    FileSource,
     Limits,
     OnOutput,
-    Output,
     Poll,
     SandboxError,
     Status,
+    Writable,
 )
+from sandbox.connection import Connection, Message, Request, wait_until
+from sandbox.image.outputs import CellCaps
+from sandbox.runtime import choose_runtime
 
 log = logging.getLogger(__name__)
 
 LABEL = "codeact.managed"
 SANDBOX_UID = 1000
-MAX_LINE = 32 << 20  # a 5 MiB image is ~7 MiB of base64; anything far larger is hostile
+# The bridge signs its lines with a key the host sends first; a process that
+# attaches later reads it from this label (the sandbox cannot see its labels).
+KEY_LABEL = "codeact.bridge-key"
 CONTROL_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05  # how often a running cell calls its `poll` (Stop within 0.5 s)
-CHUNK = 1 << 20
-OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error"}
+MAX_LISTED = 2000
+MAX_PATH_BYTES = 4096
+MAX_COUNT = 1 << 53  # a count the bridge reports beyond this is nonsense
 
 
 def managed_containers(client: docker.DockerClient, **labels: str) -> list[Any]:
@@ -65,49 +72,6 @@ def docker_client(base_url: str | None = None) -> docker.DockerClient:
     return docker.from_env(version="auto", timeout=60)
 
 
-class _Demux:
-    """Splits Docker's multiplexed attach stream into stdout lines and stderr text."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.line = bytearray()
-        self.skipping = False
-
-    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
-        self.buffer += data
-        lines: list[bytes] = []
-        errors = bytearray()
-        while len(self.buffer) >= 8:
-            kind, size = struct.unpack(">BxxxL", self.buffer[:8])
-            if len(self.buffer) < 8 + size:
-                break
-            payload = bytes(self.buffer[8 : 8 + size])
-            del self.buffer[: 8 + size]
-            if kind == 1:
-                lines.extend(self._lines(payload))
-            else:
-                errors += payload
-        return lines, bytes(errors)
-
-    def _lines(self, payload: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        parts = payload.split(b"\n")
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            if not self.skipping:
-                self.line += part
-                if len(self.line) > MAX_LINE:
-                    log.warning("sandbox sent a line over %d bytes; dropped", MAX_LINE)
-                    self.line.clear()
-                    self.skipping = True
-            if not last:
-                if not self.skipping:
-                    out.append(bytes(self.line))
-                self.line.clear()
-                self.skipping = False
-        return out
-
-
 class DockerSandbox:
     """A running sandbox container and its bridge connection."""
 
@@ -120,29 +84,29 @@ class DockerSandbox:
         runtime: str | None = None,
         container_id: str | None = None,
     ) -> None:
-        """Start a new sandbox container, or attach to a running one (container_id)."""
+        """Start a new sandbox container, or attach to a running one (container_id).
+
+        runtime: "auto" (runsc where the engine has it, else runc), "runsc",
+        "runc", or None for the engine's default.
+        """
         self.client = client
         self.image = image
         self.limits = limits
         self.labels = {LABEL: "1", **labels}
         self.runtime = runtime
         self.id = ""
-        # Request ids differ between processes attached to the same container.
-        self._ids = itertools.count(secrets.randbelow(1 << 40) + 1)
-        self._pending: dict[int, queue.Queue[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
-        self._ready = threading.Event()
-        self.warm = threading.Event()  # numpy, pandas and matplotlib are imported
-        self._dead = threading.Event()
-        self._stderr: deque[str] = deque(maxlen=50)
-        self._sock: Any = None
+        self._conn: Connection | None = None
         self._interrupt_at: float | None = None
         self.started_at = 0.0
         if container_id:
             self._connect(container_id)
-        else:
-            self._start()
+            return
+        if runtime is not None:
+            try:
+                self.runtime = choose_runtime(client, runtime).name
+            except docker.errors.DockerException as exc:
+                raise SandboxError(f"Could not ask the engine: {exc}", permanent=False) from exc
+        self._start()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -159,7 +123,9 @@ class DockerSandbox:
                 "/workspace": f"{tmpfs_opts},size={limits.workspace_bytes},"
                 f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755",
             },
-            init=True,
+            # No docker-init: the bridge is PID 1 so that no process the kernel
+            # can inspect holds the protocol's pipes (it reaps orphans itself).
+            init=False,
             pids_limit=limits.pids,
             mem_limit=limits.memory_bytes,
             memswap_limit=limits.memory_bytes,
@@ -171,14 +137,16 @@ class DockerSandbox:
             ],
             runtime=self.runtime or None,
             ipc_mode="private",
+            # Nothing reads container logs (stderr comes over the attach stream),
+            # and any log the daemon keeps is host disk that code could fill.
+            log_config=LogConfig(type=LogConfig.types.NONE),
         )
 
     def _start(self) -> None:
         api = self.client.api
-        self._ready.clear()
-        self.warm.clear()
-        self._dead.clear()
+        self._interrupt_at = None
         started = time.monotonic()
+        key = secrets.token_hex(32)
         try:
             created = api.create_container(
                 self.image,
@@ -190,106 +158,71 @@ class DockerSandbox:
                 tty=False,
                 user=f"{SANDBOX_UID}:{SANDBOX_UID}",
                 environment={},
-                labels=self.labels,
+                labels={**self.labels, KEY_LABEL: key},
                 network_disabled=True,
                 host_config=self._host_config(),
             )
             self.id = created["Id"]
-            self._attach()
+            conn = self._attach(key)
             api.start(self.id)
+            conn.send_line({"key": key})
         except docker.errors.ImageNotFound:
             raise SandboxError(
                 f"The sandbox image {self.image} is missing; run scripts/build-sandbox-image.",
                 permanent=True,
             ) from None
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, ConnectionError) as exc:
             raise SandboxError(f"Could not start a sandbox: {exc}", permanent=False) from exc
-        if not self._ready.wait(self.limits.start_timeout) or self._dead.is_set():
-            detail = "; ".join(self._stderr)[-500:]
+        if not conn.ready.wait(self.limits.start_timeout) or conn.closed.is_set():
+            detail = "; ".join(conn.stderr)[-500:]
             self.close()
             raise SandboxError(
                 f"The sandbox did not start: {detail or 'timed out'}", permanent=False
             )
         self.started_at = time.monotonic() - started
 
-    def _attach(self) -> None:
+    def _attach(self, key: str) -> Connection:
         attached = self.client.api.attach_socket(
             self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
-        self._sock = getattr(attached, "_sock", attached)
-        self._sock.settimeout(None)
-        threading.Thread(target=self._read, name=f"sandbox-{self.id[:12]}", daemon=True).start()
+        sock = getattr(attached, "_sock", attached)
+        self._conn = Connection(sock, self.limits.line_bytes, self.id[:12], key)
+        return self._conn
+
+    def _key(self) -> str:
+        """The signing key of a running container (another process may have started it)."""
+        labels = self.client.api.inspect_container(self.id)["Config"].get("Labels") or {}
+        return str(labels.get(KEY_LABEL, ""))
+
+    @property
+    def warm(self) -> Any:
+        """Set once numpy, pandas and matplotlib are imported (or the sandbox is gone)."""
+        assert self._conn is not None
+        return self._conn.warm
 
     def _connect(self, container_id: str) -> None:
         """Attach to a running sandbox (one made warm by another process)."""
         self.id = container_id
         try:
-            self._attach()
+            conn = self._attach(self._key())
         except docker.errors.DockerException as exc:
             raise SandboxError(
                 f"Could not reach sandbox {container_id[:12]}: {exc}", permanent=False
             ) from exc
-        self._ready.set()
-        self.warm.set()
+        conn.ready.set()
+        conn.warm.set()
         if not self.ping():
             self.detach()
             raise SandboxError(f"Sandbox {container_id[:12]} does not answer.", permanent=False)
 
     def detach(self) -> None:
         """Let go of the container without stopping it (another process may attach)."""
-        try:
-            if self._sock is not None:
-                self._sock.close()
-        except OSError:
-            pass
-
-    def _read(self) -> None:
-        demux = _Demux()
-        sock = self._sock
-        try:
-            while True:
-                data = sock.recv(1 << 16)
-                if not data:
-                    break
-                lines, errors = demux.feed(data)
-                if errors:
-                    self._stderr.append(errors.decode(errors="replace")[-2000:])
-                for line in lines:
-                    self._dispatch(line)
-        except OSError:
-            pass
-        finally:
-            self._dead.set()
-            self._ready.set()
-            self.warm.set()
-            with self._lock:
-                waiting = list(self._pending.values())
-            for inbox in waiting:
-                inbox.put({"type": "eof"})
-
-    def _dispatch(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            log.warning("sandbox %s sent a line that is not JSON", self.id[:12])
-            return
-        if not isinstance(message, dict):
-            return
-        if message.get("type") == "ready":
-            self._ready.set()
-            return
-        if message.get("type") == "warm":
-            self.warm.set()
-            return
-        req_id = message.get("id")
-        with self._lock:
-            inbox = self._pending.get(req_id) if isinstance(req_id, int) else None
-        if inbox is not None:
-            inbox.put(message)
+        if self._conn is not None:
+            self._conn.close()
 
     @property
     def alive(self) -> bool:
-        return not self._dead.is_set()
+        return self._conn is not None and not self._conn.closed.is_set()
 
     def close(self) -> None:
         """Remove the container."""
@@ -304,52 +237,38 @@ class DockerSandbox:
 
     # --- requests -------------------------------------------------------------
 
-    def _open(self, op: str, **fields: Any) -> tuple[int, queue.Queue[dict[str, Any]]]:
-        if self._dead.is_set():
+    def _open(self, op: str, register: bool = True, **fields: Any) -> Request:
+        if self._conn is None or not self.alive:
             raise SandboxError("The sandbox has stopped.", permanent=False)
-        req_id = next(self._ids)
-        inbox: queue.Queue[dict[str, Any]] = queue.Queue()
-        with self._lock:
-            self._pending[req_id] = inbox
-        line = json.dumps({"id": req_id, "op": op, **fields}, separators=(",", ":")) + "\n"
         try:
-            with self._send_lock:
-                self._sock.sendall(line.encode())
-        except OSError as exc:
-            self._forget(req_id)
+            return self._conn.open(op, register, **fields)
+        except ConnectionError as exc:
             raise SandboxError(f"The sandbox is not reachable: {exc}", permanent=False) from exc
-        return req_id, inbox
 
-    def _forget(self, req_id: int) -> None:
-        with self._lock:
-            self._pending.pop(req_id, None)
-
-    def _control(self, op: str, timeout: float = CONTROL_TIMEOUT, **fields: Any) -> dict[str, Any]:
-        req_id, inbox = self._open(op, **fields)
-        chunks: list[str] = []
+    def _control(
+        self, op: str, timeout: float = CONTROL_TIMEOUT, on_chunk: Any = None, **fields: Any
+    ) -> Message:
+        """Send a request and wait for its done; chunks go to on_chunk as they come."""
+        request = self._open(op, **fields)
         try:
             deadline = time.monotonic() + timeout
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                message = wait_until(request, deadline, time.monotonic)
+                if message is None:
                     raise SandboxError(
                         f"The sandbox did not answer '{op}' in time.", permanent=False
                     )
-                try:
-                    message = inbox.get(timeout=remaining)
-                except queue.Empty:
-                    continue
-                if message.get("type") == "eof":
+                kind = message.get("type")
+                if kind == "eof":
                     raise SandboxError("The sandbox stopped.", permanent=False)
-                if message.get("type") == "chunk":
-                    chunks.append(str(message.get("data", "")))
-                    continue
-                if message.get("type") == "done":
-                    if chunks:
-                        message["chunks"] = chunks
+                if kind == "chunk" and on_chunk is not None:
+                    on_chunk(message.get("data"))
+                    deadline = time.monotonic() + timeout  # a transfer that moves is alive
+                elif kind == "done":
                     return message
         finally:
-            self._forget(req_id)
+            assert self._conn is not None
+            self._conn.forget(request)
 
     # --- the Sandbox interface ------------------------------------------------
 
@@ -364,90 +283,109 @@ class DockerSandbox:
         limit = self.limits.cell_timeout if timeout is None else timeout
         started = time.monotonic()
         self._interrupt_at = None
-        req_id, inbox = self._open("execute", code=code, limits=self.limits.cell_limits())
-        cell = _CellGuard(self.limits, on_output)
+        request = self._open("execute", code=code, limits=self.limits.cell_limits())
+        caps = CellCaps.from_limits(self.limits.cell_limits())
+        outputs: list[dict[str, Any]] = []
+
+        def take(output: Any) -> None:
+            kept = caps.take(output)
+            if kept is not None:
+                outputs.append(kept)
+                if on_output is not None:
+                    on_output(kept)
+
         try:
-            outcome = self._wait_cell(inbox, cell, started + limit, poll)
+            status, done = self._wait_cell(request, take, started + limit, poll)
         finally:
-            self._forget(req_id)
-        status, done = outcome
+            if self._conn is not None:
+                self._conn.forget(request)
+        dropped = {k: v + request.overflow.get(k, 0) for k, v in caps.dropped.items()}
         return ExecutionResult(
             status=status,
             execution_count=_int_or_none(done.get("execution_count")),
             duration=time.monotonic() - started,
-            outputs=cell.outputs,
-            dropped_stream_bytes=cell.dropped_stream_bytes + _int(done.get("dropped_stream_bytes")),
-            dropped_displays=cell.dropped_displays + _int(done.get("dropped_displays")),
-            dropped_images=cell.dropped_images + _int(done.get("dropped_images")),
+            outputs=outputs,
+            dropped_stream_bytes=dropped["stream_bytes"] + _count(done.get("dropped_stream_bytes")),
+            dropped_displays=dropped["displays"] + _count(done.get("dropped_displays")),
+            dropped_images=dropped["images"] + _count(done.get("dropped_images")),
+            dropped_display_bytes=dropped["display_bytes"]
+            + _count(done.get("dropped_display_bytes")),
             kernel_restarted=bool(done.get("restarted")) or status in ("died",),
             detail=str(done.get("error", ""))[:500],
         )
 
     def _wait_cell(
-        self,
-        inbox: queue.Queue[dict[str, Any]],
-        cell: _CellGuard,
-        deadline: float,
-        poll: Poll | None,
-    ) -> tuple[Status, dict[str, Any]]:
+        self, request: Request, take: Any, deadline: float, poll: Poll | None
+    ) -> tuple[Status, Message]:
+        """Wait for the cell's done; past its limit (or on Stop) escalate, every step bounded.
+
+        Interrupt; after the grace, restart the kernel; after another grace
+        without an answer the bridge is taken for dead: the container is
+        removed and the cell ends `died`. Every wait blocks on the reply queue
+        until the next thing to do, so nothing spins.
+        """
+        grace = self.limits.interrupt_grace
         timed_out = stopped = restarted = False
+        restart_at = kill_at = math.inf
+        next_poll = time.monotonic() + POLL_INTERVAL if poll is not None else math.inf
         while True:
             now = time.monotonic()
-            wake = deadline
-            if self._interrupt_at is not None:
-                wake = min(wake, self._interrupt_at + self.limits.interrupt_grace)
-            if poll is not None:
-                wake = min(wake, now + POLL_INTERVAL)
-            try:
-                message = inbox.get(timeout=max(0.0, wake - now))
-            except queue.Empty:
-                if poll is not None and not stopped and not timed_out and poll():
+            running = not (timed_out or stopped)
+            if running and now >= deadline:
+                timed_out = True
+                self.interrupt()
+            elif running and now >= next_poll and poll is not None:
+                next_poll = now + POLL_INTERVAL
+                if poll():
                     stopped = True
                     self.interrupt()
-                if not restarted and self._grace_over():
-                    restarted = True
-                    self._force_restart()
-                    continue
-                if not timed_out and now >= deadline:
-                    timed_out = True
-                    self.interrupt()
-                    continue
+            if not restarted and self._interrupt_at is not None:
+                restart_at = self._interrupt_at + grace
+            if now >= restart_at:
+                restarted, restart_at, kill_at = True, math.inf, now + grace
+                self._request_restart()
+            if now >= kill_at:
+                self._kill(f"no answer {2 * grace:.1f}s after an interrupt and a restart")
+                return "died", {"error": "The sandbox stopped answering and was removed."}
+            running = not (timed_out or stopped)
+            wake = min(deadline if running else math.inf, next_poll, restart_at, kill_at)
+            message = wait_until(request, max(wake, now + 0.001), time.monotonic)
+            if message is None:
                 continue
             kind = message.get("type")
             if kind == "output":
-                cell.take(message.get("output"))
+                take(message.get("output"))
             elif kind == "done":
-                status = _status(str(message.get("status")), timed_out, stopped)
                 if restarted:
                     message["restarted"] = True
-                return status, message
+                return _status(str(message.get("status")), timed_out, stopped), message
             elif kind == "eof":
                 return "died", {"error": "The sandbox stopped; its kernel state is lost."}
 
-    def _grace_over(self) -> bool:
-        at = self._interrupt_at
-        return at is not None and time.monotonic() >= at + self.limits.interrupt_grace
-
-    def _force_restart(self) -> None:
-        """The kernel ignored the interrupt: kill it and start a fresh one."""
+    def _request_restart(self) -> None:
+        """The kernel ignored the interrupt: have the bridge kill it and start a fresh one."""
         log.info("sandbox %s: kernel did not yield to the interrupt; restarting", self.id[:12])
-        try:
-            self._control("restart", timeout=self.limits.start_timeout)
-        except SandboxError:
-            log.warning("sandbox %s: kernel restart failed", self.id[:12], exc_info=True)
+        with contextlib.suppress(SandboxError):  # the connection is gone: the cell sees eof
+            self._open("restart", register=False)
+
+    def _kill(self, why: str) -> None:
+        """The bridge does not answer: this sandbox is dead now, its container removed
+        in the background (removing a frozen gVisor sandbox can take seconds)."""
+        log.warning("sandbox %s: %s; removing it", self.id[:12], why)
+        self.detach()
+        threading.Thread(target=self.close, name=f"remove-{self.id[:12]}", daemon=True).start()
 
     def interrupt(self) -> None:
         """Interrupt the running cell; it is killed after the grace period."""
         if self._interrupt_at is None:
             self._interrupt_at = time.monotonic()
         with contextlib.suppress(SandboxError):
-            self._open("interrupt")
+            self._open("interrupt", register=False)
 
     def restart(self) -> None:
         """A fresh kernel, in a fresh container if the old one is gone."""
-        if self._dead.is_set():
+        if not self.alive:
             self.close()
-            self._pending.clear()
             self._start()
             return
         self._control("restart", timeout=self.limits.start_timeout)
@@ -458,47 +396,80 @@ class DockerSandbox:
         except SandboxError:
             return False
 
-    def put_file(self, path: str, data: bytes) -> None:
-        """Write a file under /workspace."""
-        if len(data) > self.limits.file_bytes:
-            raise SandboxError(
-                f"The file is larger than {self.limits.file_bytes} bytes.", permanent=True
-            )
-        offset = 0
-        while True:
-            piece = data[offset : offset + CHUNK]
-            reply = self._control(
-                "put_file", path=path, data=base64.b64encode(piece).decode(), append=offset > 0
-            )
-            _raise_for(reply)
-            offset += len(piece)
-            if offset >= len(data):
-                return
+    # --- files ------------------------------------------------------------------
 
-    def get_file(self, path: str) -> bytes:
-        """Read a regular file under /workspace."""
-        reply = self._control("get_file", path=path, max_bytes=self.limits.file_bytes)
-        _raise_for(reply)
-        data = bytearray()
-        for chunk in reply.get("chunks", []):
+    def put_file(self, path: str, data: FileSource) -> int:
+        """Write a file under /workspace, piece by piece; see sandbox.api.Sandbox.put_file."""
+        limit = self.limits.file_bytes
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > limit:
+            raise SandboxError(f"The file is larger than {limit} bytes.", permanent=True)
+        written = 0
+        for piece in _pieces(data):
+            if written + len(piece) > limit:
+                self._discard(path)
+                raise SandboxError(f"The file is larger than {limit} bytes.", permanent=True)
+            encoded = base64.b64encode(piece).decode()
+            _raise_for(self._control("put_file", path=path, data=encoded, append=written > 0))
+            written += len(piece)
+        return written
+
+    def _discard(self, path: str) -> None:
+        try:
+            self.delete_file(path)
+        except SandboxError:
+            log.warning("sandbox %s: could not remove a refused file", self.id[:12])
+
+    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        """Read a regular file under /workspace; see sandbox.api.Sandbox.get_file."""
+        sink = io.BytesIO()
+        self.get_file_into(path, sink, max_bytes)
+        return sink.getvalue()
+
+    def get_file_into(self, path: str, sink: Writable, max_bytes: int | None = None) -> int:
+        """Stream a file into sink; see sandbox.api.Sandbox.get_file_into."""
+        limit = (
+            self.limits.file_bytes if max_bytes is None else min(max_bytes, self.limits.file_bytes)
+        )
+        most_chunks = limit // TRANSFER_CHUNK + 2  # full chunks, the rest, one byte past
+        state = {"bytes": 0, "chunks": 0}
+
+        def on_chunk(data: Any) -> None:
+            state["chunks"] += 1
+            if not isinstance(data, str) or len(data) > TRANSFER_CHUNK * 4 // 3 + 4:
+                raise SandboxError("The sandbox sent a damaged file.", permanent=False)
+            if state["chunks"] > most_chunks:
+                raise SandboxError("The sandbox sent too many pieces.", permanent=False)
             try:
-                data += base64.b64decode(chunk, validate=True)
+                piece = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 raise SandboxError("The sandbox sent a damaged file.", permanent=False) from None
-            if len(data) > self.limits.file_bytes:
-                raise SandboxError("The file is too large.", permanent=True)
-        return bytes(data)
+            state["bytes"] += len(piece)
+            if state["bytes"] > limit:
+                raise SandboxError(f"The file is larger than {limit} bytes.", permanent=True)
+            sink.write(piece)
+
+        reply = self._control("get_file", path=path, max_bytes=limit, on_chunk=on_chunk)
+        _raise_for(reply)
+        return state["bytes"]
+
+    def delete_file(self, path: str) -> bool:
+        """Remove a file under /workspace; see sandbox.api.Sandbox.delete_file."""
+        reply = self._control("delete_file", path=path)
+        _raise_for(reply)
+        return reply.get("deleted") is True
 
     def list_files(self) -> list[FileInfo]:
-        """The regular files under /workspace."""
+        """The regular files under /workspace (names the bridge sends are checked)."""
         reply = self._control("list_files")
         _raise_for(reply)
         files: list[FileInfo] = []
-        for item in reply.get("files") or []:
+        raw = reply.get("files")
+        for item in (raw if isinstance(raw, list) else [])[:MAX_LISTED]:
             if not isinstance(item, dict):
                 continue
             path, size, mtime = item.get("path"), item.get("size"), item.get("mtime_ns")
-            if isinstance(path, str) and isinstance(size, int) and isinstance(mtime, int):
+            if _plausible_path(path) and _count(size) == size and isinstance(mtime, int):
+                assert isinstance(path, str) and isinstance(size, int)
                 files.append(FileInfo(path=path, size=size, mtime_ns=mtime))
         return files
 
@@ -514,77 +485,35 @@ class DockerSandbox:
         return int(value) - int(cache or 0) if isinstance(value, int) else None
 
 
-class _CellGuard:
-    """The host's copy of the cell limits: the bridge is not trusted to keep them."""
-
-    def __init__(self, limits: Limits, on_output: OnOutput | None) -> None:
-        self.limits = limits
-        self.on_output = on_output
-        self.outputs: list[Output] = []
-        self.stream_bytes = 0
-        self.displays = 0
-        self.dropped_stream_bytes = 0
-        self.dropped_displays = 0
-        self.dropped_images = 0
-
-    def take(self, output: Any) -> None:
-        if not isinstance(output, dict) or output.get("output_type") not in OUTPUT_TYPES:
-            return
-        kind = output["output_type"]
-        if kind == "stream":
-            text = str(output.get("text", ""))
-            size = len(text.encode())
-            room = self.limits.stream_bytes - self.stream_bytes
-            if room <= 0:
-                self.dropped_stream_bytes += size
-                return
-            if size > room:
-                text = text.encode()[:room].decode(errors="ignore")
-                self.dropped_stream_bytes += size - len(text.encode())
-            self.stream_bytes += len(text.encode())
-            output = {
-                "output_type": "stream",
-                "name": _stream_name(output.get("name")),
-                "text": text,
-            }
-        elif kind in ("display_data", "execute_result"):
-            if self.displays >= self.limits.display_items:
-                self.dropped_displays += 1
-                return
-            self.displays += 1
-            output = self._rich(output)
-        else:
-            output = {
-                "output_type": "error",
-                "ename": str(output.get("ename", ""))[:200],
-                "evalue": str(output.get("evalue", ""))[:10_000],
-                "traceback": [str(t)[:10_000] for t in (output.get("traceback") or [])][:200],
-            }
-        self.outputs.append(output)
-        if self.on_output is not None:
-            self.on_output(output)
-
-    def _rich(self, output: dict[str, Any]) -> Output:
-        raw = output.get("data")
-        data = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {}
-        for mime in IMAGE_MIMES:
-            if mime in data and len(str(data[mime])) > self.limits.image_bytes * 4 // 3 + 4:
-                del data[mime]
-                self.dropped_images += 1
-        kept = next((mime for mime in IMAGE_MIMES if mime in data), None)
-        data = {k: v for k, v in data.items() if k == kept or not k.startswith("image/")}
-        clean: Output = {
-            "output_type": output["output_type"],
-            "data": data,
-            "metadata": output.get("metadata") if isinstance(output.get("metadata"), dict) else {},
-        }
-        if output["output_type"] == "execute_result":
-            clean["execution_count"] = _int_or_none(output.get("execution_count"))
-        return clean
+def _pieces(data: FileSource) -> Iterator[bytes]:
+    """The source in pieces of at most one transfer chunk (one empty piece if empty)."""
+    chunks: Iterator[bytes]
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        chunks = (bytes(view[i : i + TRANSFER_CHUNK]) for i in range(0, len(view), TRANSFER_CHUNK))
+    elif hasattr(data, "read"):
+        reader = data.read
+        chunks = iter(lambda: bytes(reader(TRANSFER_CHUNK)), b"")
+    else:
+        chunks = (
+            bytes(p[i : i + TRANSFER_CHUNK]) for p in data for i in range(0, len(p), TRANSFER_CHUNK)
+        )
+    sent = False
+    for chunk in chunks:
+        if chunk:
+            sent = True
+            yield chunk
+    if not sent:
+        yield b""
 
 
-def _stream_name(name: Any) -> str:
-    return "stderr" if name == "stderr" else "stdout"
+def _plausible_path(path: Any) -> bool:
+    """A name the host may store: relative, inside the workspace, of a sane length."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        return False
+    if "\x00" in path or len(path.encode(errors="replace")) > MAX_PATH_BYTES:
+        return False
+    return ".." not in path.split("/")
 
 
 def _status(raw: str, timed_out: bool, stopped: bool = False) -> Status:
@@ -601,8 +530,8 @@ def _status(raw: str, timed_out: bool, stopped: bool = False) -> Status:
     return "error"
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+def _count(value: Any) -> int:
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else 0
 
 
 def _int_or_none(value: Any) -> int | None:

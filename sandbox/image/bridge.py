@@ -7,21 +7,30 @@ behind jupyter_client's KernelManager over IPC sockets in the private /tmp.
 
 Requests:  {"id": N, "op": "execute", "code": ..., "limits": {...}}
            {"id": N, "op": "interrupt" | "restart" | "ping" | "list_files"}
-           {"id": N, "op": "get_file", "path": ...}
+           {"id": N, "op": "get_file", "path": ..., "max_bytes": M}
            {"id": N, "op": "put_file", "path": ..., "data": base64, "append": bool}
+           {"id": N, "op": "delete_file", "path": ...}
 Replies:   {"id": N, "type": "output", "output": {nbformat output}}
+           {"id": N, "type": "chunk", "data": base64}   (get_file)
            {"id": N, "type": "done", ...}   (the last message for a request)
            {"type": "ready"} once, when the kernel can take code, and
            {"type": "warm"} once the common libraries are imported.
 
-Everything written here is also checked on the host: this process shares a
-uid with the code it runs, so the host treats what it says as untrusted.
+The bridge is the container's PID 1 (no tini) and makes itself non-dumpable:
+its /proc entries (fd, mem, environ) then belong to root, so the kernel's
+code, which runs as the same uid, can neither read requests from the
+bridge's stdin nor write forged replies to its stdout, nor signal it. PID 1's
+other duty, reaping orphans, is done by a thread. Everything written here is
+still checked on the host, which treats what it receives as untrusted.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
+import hmac
+import itertools
 import json
 import os
 import queue
@@ -34,6 +43,7 @@ import time
 from typing import Any
 
 from jupyter_client import KernelManager
+from outputs import CellCaps
 
 WORKSPACE = "/workspace"
 RUNTIME = "/tmp/jupyter"
@@ -62,21 +72,89 @@ def preload_from(argv: list[str]) -> list[str]:
 
 CHUNK = 1 << 20
 MAX_LISTED = 2000
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+MAX_LISTED_BYTES = 1 << 20  # of paths in one list_files reply
+LINE_BYTES = 12 << 20  # the host's default line cap; each execute request says its own
+STDERR_BYTES = 256 << 10  # what this process may write to stderr in its whole life
 
 _out_lock = threading.Lock()
-_stdout = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+_stdout = os.fdopen(os.dup(1), "wb")
+# Every line is signed: "<mac> <seq> <json>". Where the kernel's code can reach
+# this process's pipes anyway (gVisor shows a non-dumpable process's fds and
+# environment, though not its memory), it can still not forge a reply: the key
+# is the first line the host sends, read before the kernel exists, and lives
+# only in this process's memory.
+_KEY = b""
+_seq = itertools.count(1)
+
+
+def read_key() -> None:
+    global _KEY
+    try:
+        _KEY = str(json.loads(sys.stdin.buffer.readline())["key"]).encode()
+    except (ValueError, KeyError, TypeError):
+        _KEY = b""  # nothing the host accepts will be sent
+
+
 # Nothing else may write to the protocol channel: not this process's stray
 # prints, not the kernel, not the kernel's children.
 _devnull = os.open(os.devnull, os.O_WRONLY)
 os.dup2(_devnull, 1)
 
 
-def send(message: dict[str, Any]) -> None:
-    line = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+def send(message: dict[str, Any], limit: int = LINE_BYTES) -> bool:
+    """Write one line; a line the host would refuse is not sent (returns False)."""
+    line = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(line) > limit:
+        return False
     with _out_lock:
-        _stdout.write(line + "\n")
+        body = b"%d %s" % (next(_seq), line)
+        mac = hmac.new(_KEY, body, "sha256").hexdigest()[:32].encode()
+        _stdout.write(mac + b" " + body + b"\n")
         _stdout.flush()
+    return True
+
+
+class _CappedStderr:
+    """Stderr reaches the host over the attach stream: keep it small for good."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self.stream, self.left = stream, limit
+
+    def write(self, text: str) -> int:
+        if self.left > 0:
+            piece = text[: self.left]
+            self.left -= len(piece)
+            with contextlib.suppress(Exception):
+                self.stream.write(piece)
+                self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def hide_from_the_kernel() -> None:
+    """Non-dumpable: same-uid processes may not open /proc/<this>/fd, mem or environ."""
+    PR_SET_DUMPABLE = 4
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def reap_orphans(kernel: Kernel) -> None:
+    """PID 1's duty: collect exited orphans, but never the kernel (its Popen waits for it)."""
+    while True:
+        time.sleep(0.5)
+        keep = kernel.pid
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in (keep, os.getpid()):
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] == b"Z" and int(fields[1]) == os.getpid():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(int(name), os.WNOHANG)
 
 
 def kernel_env() -> dict[str, str]:
@@ -86,13 +164,6 @@ def kernel_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(LANG="C.UTF-8", TERM="dumb", PYDEVD_DISABLE_FILE_VALIDATION="1")
     return env
-
-
-class CellLimits:
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.stream_bytes = int(raw.get("stream_bytes", 1 << 20))
-        self.display_items = int(raw.get("display_items", 50))
-        self.image_bytes = int(raw.get("image_bytes", 5 << 20))
 
 
 class Kernel:
@@ -219,62 +290,34 @@ def kill_strays(keep: set[int]) -> int:
     return killed
 
 
-def _text_size(value: Any) -> int:
-    if isinstance(value, list):
-        return sum(len(str(v).encode()) for v in value)
-    return len(str(value).encode())
-
-
 class Cell:
-    """One execution: forwards the kernel's outputs within the cell's limits."""
+    """One execution: forwards the kernel's outputs within the cell's caps."""
 
-    def __init__(self, req_id: Any, limits: CellLimits) -> None:
+    def __init__(self, req_id: Any, limits: dict[str, Any]) -> None:
         self.req_id = req_id
-        self.limits = limits
-        self.stream_bytes = 0
-        self.dropped_stream_bytes = 0
-        self.displays = 0
-        self.dropped_displays = 0
-        self.dropped_images = 0
+        self.caps = CellCaps.from_limits(limits)
+        line = limits.get("line_bytes")
+        self.line_bytes = line if isinstance(line, int) and line > 0 else LINE_BYTES
         self.execution_count: int | None = None
 
     def emit(self, output: dict[str, Any]) -> None:
-        send({"id": self.req_id, "type": "output", "output": output})
-
-    def stream(self, name: str, text: str) -> None:
-        size = len(text.encode())
-        room = self.limits.stream_bytes - self.stream_bytes
-        if room <= 0:
-            self.dropped_stream_bytes += size
+        kept = self.caps.take(output)
+        if kept is None:
             return
-        if size > room:
-            cut = text.encode()[:room].decode(errors="ignore")
-            self.dropped_stream_bytes += size - len(cut.encode())
-            text, size = cut, len(cut.encode())
-        self.stream_bytes += size
-        self.emit({"output_type": "stream", "name": name, "text": text})
+        if not send({"id": self.req_id, "type": "output", "output": kept}, self.line_bytes):
+            # Only text full of escapes gets here: its JSON is far larger than its bytes.
+            key = "stream_bytes" if kept["output_type"] == "stream" else "display_bytes"
+            self.caps.dropped[key] += len(json.dumps(kept, ensure_ascii=False).encode())
 
-    def rich(self, kind: str, content: dict[str, Any]) -> None:
-        if self.displays >= self.limits.display_items:
-            self.dropped_displays += 1
-            return
-        self.displays += 1
-        data = dict(content.get("data") or {})
-        for mime in IMAGE_TYPES:
-            if mime in data and _text_size(data[mime]) > self.limits.image_bytes:
-                del data[mime]
-                self.dropped_images += 1
-                data.setdefault(
-                    "text/plain", f"[image too large: over {self.limits.image_bytes} bytes]"
-                )
-        output: dict[str, Any] = {
-            "output_type": kind,
-            "data": data,
-            "metadata": content.get("metadata") or {},
+    def done_fields(self) -> dict[str, Any]:
+        dropped = self.caps.dropped
+        return {
+            "execution_count": self.execution_count,
+            "dropped_stream_bytes": dropped["stream_bytes"],
+            "dropped_displays": dropped["displays"],
+            "dropped_images": dropped["images"],
+            "dropped_display_bytes": dropped["display_bytes"],
         }
-        if kind == "execute_result":
-            output["execution_count"] = content.get("execution_count")
-        self.emit(output)
 
 
 class Bridge:
@@ -300,23 +343,24 @@ class Bridge:
 
     def execute(self, request: dict[str, Any]) -> None:
         kernel = self.kernel
-        cell = Cell(request.get("id"), CellLimits(request.get("limits") or {}))
+        limits = request.get("limits")
+        cell = Cell(request.get("id"), limits if isinstance(limits, dict) else {})
         generation = kernel.generation
         kernel.interrupted = False
         started = time.monotonic()
         status = self._run_cell(kernel, cell, str(request.get("code", "")), generation)
-        if status == "died":
-            kernel.restart()
-        elif kernel.generation == generation:
+        if status != "died" and kernel.generation == generation:
             kill_strays(keep={kernel.pid or 0})
+        # A dead kernel is restarted after the reply, not before: the host learns
+        # at once, and the next request waits in the queue behind the restart.
         send({
             "id": cell.req_id, "type": "done", "status": status,
-            "execution_count": cell.execution_count,
             "duration": round(time.monotonic() - started, 6),
-            "dropped_stream_bytes": cell.dropped_stream_bytes,
-            "dropped_displays": cell.dropped_displays, "dropped_images": cell.dropped_images,
-            "restarted": kernel.generation != generation,
+            "restarted": status == "died" or kernel.generation != generation,
+            **cell.done_fields(),
         })  # fmt: skip
+        if status == "died":
+            kernel.restart()
 
     def _run_cell(self, kernel: Kernel, cell: Cell, code: str, generation: int) -> str:
         kc = kernel.kc
@@ -338,15 +382,13 @@ class Bridge:
                 continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
-                cell.stream(content.get("name", "stdout"), content.get("text", ""))
+                cell.emit({"output_type": "stream", **content})
             elif kind in ("display_data", "update_display_data"):
-                cell.rich("display_data", content)
+                cell.emit({**content, "output_type": "display_data"})
             elif kind == "execute_result":
-                cell.rich("execute_result", content)
+                cell.emit({**content, "output_type": "execute_result"})
             elif kind == "error":
-                cell.emit({"output_type": "error", "ename": content.get("ename", ""),
-                           "evalue": content.get("evalue", ""),
-                           "traceback": content.get("traceback", [])})  # fmt: skip
+                cell.emit({**content, "output_type": "error"})
             elif kind == "execute_input":
                 cell.execution_count = content.get("execution_count")
             elif kind == "status" and content.get("execution_state") == "idle":
@@ -391,6 +433,7 @@ class Bridge:
     def file_list_files(self, request: dict[str, Any]) -> dict[str, Any]:
         files: list[dict[str, Any]] = []
         truncated = False
+        listed_bytes = 0
         for root, dirs, names in os.walk(WORKSPACE, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
@@ -403,10 +446,12 @@ class Bridge:
                     continue
                 if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
                     continue
-                if len(files) >= MAX_LISTED:
+                relative = os.path.relpath(path, WORKSPACE)
+                listed_bytes += len(relative.encode(errors="surrogateescape")) + 64
+                if len(files) >= MAX_LISTED or listed_bytes > MAX_LISTED_BYTES:
                     truncated = True
                     break
-                files.append({"path": os.path.relpath(path, WORKSPACE), "size": info.st_size,
+                files.append({"path": relative, "size": info.st_size,
                               "mtime_ns": info.st_mtime_ns})  # fmt: skip
             if truncated:
                 break
@@ -425,19 +470,16 @@ class Bridge:
                 raise FileRefused(f"the file is larger than {limit} bytes")
             total = 0
             while True:
-                block = os.read(fd, CHUNK)
+                # At most one byte past the limit: a file that grew since it was
+                # listed is refused without reading the rest of it.
+                block = os.read(fd, min(CHUNK, limit + 1 - total))
                 if not block:
                     break
                 total += len(block)
                 if total > limit:
                     raise FileRefused(f"the file is larger than {limit} bytes")
-                send(
-                    {
-                        "id": request.get("id"),
-                        "type": "chunk",
-                        "data": base64.b64encode(block).decode(),
-                    }
-                )
+                data = base64.b64encode(block).decode()
+                send({"id": request.get("id"), "type": "chunk", "data": data})
             return {"size": total}
         finally:
             os.close(fd)
@@ -453,10 +495,30 @@ class Bridge:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise FileRefused("not a regular file")
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         return {"size": len(data)}
+
+    def file_delete_file(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Remove a regular file (or a link itself, never its target); a missing one is fine."""
+        parts = _components(str(request.get("path", "")))
+        dir_fd = _open_dir(parts[:-1])
+        try:
+            try:
+                info = os.lstat(parts[-1], dir_fd=dir_fd)
+            except FileNotFoundError:
+                return {"deleted": False}
+            if stat.S_ISDIR(info.st_mode):
+                raise FileRefused("a directory is not deleted")
+            os.unlink(parts[-1], dir_fd=dir_fd)
+            return {"deleted": True}
+        except OSError as exc:
+            raise FileRefused(f"cannot delete: {exc.strerror}") from None
+        finally:
+            os.close(dir_fd)
 
     # --- control ---------------------------------------------------------------
 
@@ -465,7 +527,7 @@ class Bridge:
         req_id = request.get("id")
         if op == "execute":
             self.jobs.put(request)
-        elif op in ("list_files", "get_file", "put_file"):
+        elif op in ("list_files", "get_file", "put_file", "delete_file"):
             self.files.put(request)
         elif op == "interrupt":
             self.kernel.interrupt()
@@ -587,4 +649,10 @@ def make_dirs(path: str) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel
-    Bridge(preload_from(sys.argv)).serve()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # PID 1 has no default action
+    hide_from_the_kernel()
+    read_key()
+    sys.stderr = _CappedStderr(sys.stderr, STDERR_BYTES)
+    bridge = Bridge(preload_from(sys.argv))
+    threading.Thread(target=reap_orphans, args=(bridge.kernel,), daemon=True).start()
+    bridge.serve()

@@ -8,6 +8,8 @@ must respond and the host's PostgreSQL and Redis must still answer.
 import json
 import os
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -299,7 +301,10 @@ def test_no_secret_reaches_the_sandbox(client, neighbour, sandbox, monkeypatch):
             """
             import os
             print(sorted(os.environ))
-            print(open("/proc/1/environ").read())
+            try:
+                print(open("/proc/1/environ").read())
+            except PermissionError:
+                print("the bridge's environment is hidden")
             print(os.path.exists("/run/secrets"), os.path.exists("/var/run/docker.sock"),
                   os.path.exists("/run/docker.sock"))
             """,
@@ -307,7 +312,8 @@ def test_no_secret_reaches_the_sandbox(client, neighbour, sandbox, monkeypatch):
     finally:
         box.close()
     text = text_of(result)
-    for secret in ("sk-host-secret", "SECRET_KEY", "DATABASE_URL", "API_KEY", "REDIS_URL"):
+    secrets = ("sk-host-secret", "SECRET_KEY", "DATABASE_URL", "API_KEY", "REDIS_URL", "BRIDGE_KEY")
+    for secret in secrets:
         assert secret not in text
     assert text.strip().endswith("False False False")
     assert os.environ["CODEACT_MODEL_API_KEY"] == "sk-host-secret-do-not-leak"
@@ -391,8 +397,12 @@ def test_link_and_fifo_tricks_against_get_file(client, neighbour, sandbox):
 
 def test_kill_everything_then_the_kernel_comes_back(client, neighbour, sandbox):
     result = sandbox.execute("import os\nos.kill(-1, 9)")
-    assert result.status == "died"
-    assert result.state_lost
+    # The bridge is PID 1, which kill(-1) spares, as it spares the caller: with
+    # nothing else to kill the call fails (ProcessLookupError), or the kernel dies
+    # with the rest, depending on the runtime.
+    assert result.status in {"ok", "error", "died"}
+    if result.status == "died":
+        assert result.state_lost
     sandbox.restart()
     assert text_of(sandbox.execute("print(6 * 7)")) == "42\n"
     assert_unharmed(client, neighbour)
@@ -422,4 +432,192 @@ def test_one_sandbox_cannot_see_another(client, neighbour, sandbox):
     assert int(text.split()[0]) < 10
     assert [f.path for f in sandbox.list_files()] == []
     run(neighbour, "import os\nos.remove('/workspace/neighbour-secret.txt')")
+    assert_unharmed(client, neighbour)
+
+
+# --- issue 14: output caps, a bridge that stops answering, logs, forged lines ---------
+
+
+def rich_bytes(result):
+    """What a cell's display items and errors hold, as the caps count it."""
+    from sandbox.image.outputs import json_size
+
+    total = 0
+    for output in result.outputs:
+        if output["output_type"] in ("display_data", "execute_result"):
+            total += sum(json_size(v) for v in output["data"].values())
+        elif output["output_type"] == "error":
+            total += json_size(output["evalue"]) + sum(json_size(t) for t in output["traceback"])
+    return total
+
+
+def test_display_data_of_every_kind_is_capped(client, neighbour, sandbox):
+    result = run(
+        sandbox,
+        """
+        from IPython.display import display
+        big = 'x' * 3_000_000
+        for i in range(50):
+            display({'text/plain': big, 'text/html': big, 'application/json': {'v': big},
+                     'text/markdown': str(i)}, raw=True)
+        """,
+        timeout=60,
+    )
+    assert result.status == "ok"
+    limits = sandbox.limits
+    assert rich_bytes(result) <= limits.display_bytes
+    for output in result.outputs:
+        values = output.get("data", {})
+        assert sum(len(str(v)) for v in values.values()) <= limits.display_item_bytes
+    # 50 items of 9 MB were sent; almost all of it was dropped, and counted
+    assert result.dropped_display_bytes >= 50 * 9_000_000 - limits.display_bytes
+    assert any("bytes of this output were dropped" in str(o.get("data")) for o in result.outputs)
+    recover(sandbox)
+    assert_unharmed(client, neighbour)
+
+
+def test_an_enormous_error_is_capped(client, neighbour, sandbox):
+    result = run(
+        sandbox,
+        """
+        def deep(n):
+            if n == 0:
+                raise ValueError('v' * 20_000_000)
+            return deep(n - 1)
+        deep(300)
+        """,
+        timeout=60,
+    )
+    assert result.status == "error"
+    error = result.outputs[-1]
+    assert error["ename"] == "ValueError"
+    assert rich_bytes(result) <= sandbox.limits.display_item_bytes + 200
+    assert result.dropped_display_bytes >= 19_000_000
+    recover(sandbox)
+    assert_unharmed(client, neighbour)
+
+
+def test_a_cell_that_stops_its_bridge(client, neighbour, sandbox, runtime):
+    """Under runc the bridge is PID 1 of its namespace and ignores the SIGSTOP; under
+    gVisor it stops, and the host removes the sandbox once the grace periods pass."""
+    limit, grace = 3.0, sandbox.limits.interrupt_grace
+    code = "import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(60)"
+    started = time.monotonic()
+    result = sandbox.execute(code, timeout=limit)
+    assert time.monotonic() - started < limit + 2 * grace + 5
+    assert result.status in ({"timeout"} if runtime == "runc" else {"died"})
+    recover(sandbox)
+    assert_unharmed(client, neighbour)
+
+
+@pytest.mark.parametrize("how", ["time-limit", "stop"])
+def test_a_frozen_bridge_is_removed_and_the_cell_died(client, neighbour, sandbox, how):
+    limit, grace = 3.0, sandbox.limits.interrupt_grace
+    threading.Timer(0.5, lambda: client.api.pause(sandbox.id)).start()
+    started = time.monotonic()
+    if how == "stop":
+        result = sandbox.execute(
+            "import time\ntime.sleep(60)",
+            timeout=60,
+            poll=lambda: time.monotonic() - started > limit,
+        )
+    else:
+        result = sandbox.execute("import time\ntime.sleep(60)", timeout=limit)
+    assert time.monotonic() - started < limit + 2 * grace + 5
+    assert result.status == "died" and result.state_lost
+    assert not sandbox.alive
+    assert gone(client, sandbox.id, within=60)
+    recover(sandbox)
+    assert_unharmed(client, neighbour)
+
+
+def gone(client, container_id, within):
+    """Whether the container is removed within that many seconds (removal is in the background)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not client.containers.list(all=True, filters={"id": container_id}):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_daemon_keeps_no_log_of_a_sandbox(client, neighbour, sandbox):
+    config = client.api.inspect_container(sandbox.id)
+    assert config["HostConfig"]["LogConfig"]["Type"] == "none"
+    result = run(
+        sandbox,
+        """
+        block = b'e' * 2**20
+        try:
+            with open('/proc/1/fd/2', 'wb') as stderr:
+                for _ in range(50):
+                    stderr.write(block)
+            print('written')
+        except OSError as exc:
+            print(type(exc).__name__)
+        """,
+        timeout=60,
+    )
+    assert result.status == "ok"
+    log_path = client.api.inspect_container(sandbox.id)["LogPath"]
+    assert not log_path or not os.path.exists(log_path) or os.path.getsize(log_path) < 1 << 20
+    assert sum(len(line) for line in sandbox._conn.stderr) <= 50 * 2000
+    recover(sandbox)
+    assert_unharmed(client, neighbour)
+
+
+FORGER = """
+import base64, json, os, re, threading, time
+found = {}
+FORGED_DATA = base64.b64encode(b"FORGED").decode()
+
+def forge(path_in, path_out):
+    try:
+        with open(path_in, 'rb', buffering=0) as requests, open(path_out, 'wb', buffering=0) as out:
+            found['opened'] = path_in
+            while True:
+                line = requests.read(65536)
+                for rid in map(int, re.findall(rb'"id":(\\d+)', line)):
+                    for forged_id in (rid, rid + 1, rid + 2, rid - 1):
+                        for message in (
+                            {"id": forged_id, "type": "chunk", "data": FORGED_DATA},
+                            {"id": forged_id, "type": "output", "output": {"output_type": "stream",
+                             "name": "stdout", "text": "FORGED\\n"}},
+                            {"id": forged_id, "type": "done", "status": "ok", "files": [
+                             {"path": "FORGED", "size": 1, "mtime_ns": 1}]},
+                        ):
+                            out.write(json.dumps(message).encode() + b"\\n")
+    except OSError as exc:
+        found.setdefault('refused', []).append(f"{path_in}: {type(exc).__name__}")
+
+for pid in [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]:
+    pipes = (f'/proc/{pid}/fd/0', f'/proc/{pid}/fd/1')
+    threading.Thread(target=forge, args=pipes, daemon=True).start()
+time.sleep(0.5)
+print(found.get('opened', 'nothing opened'))
+"""
+
+
+def test_forged_protocol_lines_are_not_taken(client, neighbour, sandbox, runtime):
+    sandbox.put_file("real.txt", b"real content")
+    first = sandbox.execute(FORGER, timeout=10)
+    seen = [first]
+    if runtime == "runc":
+        assert text_of(first) == "nothing opened\n"  # the bridge's pipes are out of reach
+    # Under gVisor the kernel's threads can reach the pipes: they may swallow
+    # requests (the sandbox then stops answering and is replaced) but every
+    # forged line lacks the bridge's signature and is dropped.
+    try:
+        seen.append(sandbox.execute("print('next cell')", timeout=10))
+        data = sandbox.get_file("real.txt")
+        assert data == b"real content"
+        listed = [f.path for f in sandbox.list_files()]
+        assert "FORGED" not in listed
+    except SandboxError:
+        assert runtime != "runc"
+    if runtime == "runc":
+        assert text_of(seen[1]) == "next cell\n"
+    for result in seen:
+        assert "FORGED" not in json.dumps(result.outputs)
+    recover(sandbox)
     assert_unharmed(client, neighbour)
