@@ -339,6 +339,10 @@ CODEACT_SANDBOX_LIMITS = {
     "stream_bytes": env_int("CODEACT_CELL_STREAM_BYTES", 1 * MiB, minimum=1024),
     "display_items": env_int("CODEACT_CELL_DISPLAY_ITEMS", 50, minimum=1),
     "image_bytes": env_int("CODEACT_CELL_IMAGE_BYTES", 5 * MiB, minimum=1024),
+    # Display values other than images (text, HTML, JSON...) of one item, and one
+    # error's text; and all that one cell displays, images included.
+    "display_item_bytes": env_int("CODEACT_CELL_DISPLAY_ITEM_BYTES", 1 * MiB, minimum=1024),
+    "display_bytes": env_int("CODEACT_CELL_DISPLAY_BYTES", 10 * MiB, minimum=4096),
     "file_bytes": env_int("CODEACT_SANDBOX_MAX_FILE_MB", 100, minimum=1) * MiB,
     "start_timeout": env_float("CODEACT_SANDBOX_START_TIMEOUT", 60.0, minimum=5.0),
     "preload": tuple(CODEACT_SANDBOX_PRELOAD),

@@ -109,6 +109,11 @@ def _footer(executed: Executed) -> list[str]:
             f"[{result.dropped_displays + result.dropped_images} displayed items were "
             "dropped because the execution showed too many or too large ones.]"
         )
+    if result.dropped_display_bytes:
+        lines.append(
+            f"[{result.dropped_display_bytes:,} bytes of displayed output or error text were "
+            "dropped: show less, or write large results to a file.]"
+        )
     if executed.new_files:
         lines.append("[Files saved in /workspace: " + ", ".join(executed.new_files) + "]")
     return lines

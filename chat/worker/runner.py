@@ -182,6 +182,7 @@ class TurnRunner:
                 "stream_bytes": result.dropped_stream_bytes,
                 "displays": result.dropped_displays,
                 "images": result.dropped_images,
+                "display_bytes": result.dropped_display_bytes,
             },
             observation=observation,
             sandbox_id=record.pk if record else None,

@@ -200,6 +200,15 @@ def test_it_passes_notes_and_limits_to_the_model():
     assert "5,000 bytes of printed output were dropped" in observed
 
 
+def test_it_tells_the_model_how_much_displayed_output_was_dropped():
+    result = ok(stdout("shown\n"))
+    result.dropped_display_bytes = 29_000_000
+    model = FakeModel(["<execute>display(big)</execute>", "Done."])
+    run(model, FakeExecutor([result]))
+    observed = model.prompts[1][-1]["content"]
+    assert "29,000,000 bytes of displayed output or error text were dropped" in observed
+
+
 def test_it_stops_during_generation():
     model = FakeModel(["A very long answer that keeps going"], stop_after_chunks=2)
     outcome, sink = run(model, FakeExecutor([]))
