@@ -317,7 +317,11 @@ MiB = 1 << 20
 CODEACT_DOCKER_URL = env_str("CODEACT_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
 # empty: the image built from sandbox/image (its tag is a hash of that folder)
 CODEACT_SANDBOX_IMAGE = env_str("CODEACT_SANDBOX_IMAGE", "")
-CODEACT_SANDBOX_RUNTIME = env_str("CODEACT_SANDBOX_RUNTIME", "")  # e.g. runsc for gVisor
+# auto: gVisor (runsc) wherever the engine has it, else runc with a warning;
+# runsc or runc: that runtime (see sandbox/runtime.py).
+CODEACT_SANDBOX_RUNTIME = env_str("CODEACT_SANDBOX_RUNTIME", "auto").strip().lower() or "auto"
+if CODEACT_SANDBOX_RUNTIME not in ("auto", "runsc", "runc"):
+    raise ImproperlyConfigured("CODEACT_SANDBOX_RUNTIME must be auto, runsc or runc")
 CODEACT_SANDBOX_PRELOAD = env_list("CODEACT_SANDBOX_PRELOAD", "numpy,pandas,matplotlib")
 _PRELOADABLE = {"numpy", "pandas", "matplotlib", "scipy", "seaborn", "sklearn", "sympy"}
 if _unknown := set(CODEACT_SANDBOX_PRELOAD) - _PRELOADABLE:
