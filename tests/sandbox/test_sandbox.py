@@ -144,3 +144,59 @@ def test_oversized_files_are_refused(client, runtime):
             box.get_file("big.bin")
     finally:
         box.close()
+
+
+def test_it_streams_files_in_and_out(sandbox):
+    import io
+
+    payload = bytes(range(256)) * 10_000  # 2.5 MB: three pieces
+    assert sandbox.put_file("in/from-file.bin", io.BytesIO(payload)) == len(payload)
+    pieces = (payload[i : i + 700_000] for i in range(0, len(payload), 700_000))
+    assert sandbox.put_file("in/from-pieces.bin", pieces) == len(payload)
+    assert sandbox.put_file("in/empty.bin", iter([])) == 0
+    sink = io.BytesIO()
+    assert sandbox.get_file_into("in/from-pieces.bin", sink) == len(payload)
+    assert sink.getvalue() == payload == sandbox.get_file("in/from-file.bin")
+    listed = {f.path: f.size for f in sandbox.list_files()}
+    assert listed == {"in/from-file.bin": len(payload), "in/from-pieces.bin": len(payload),
+                      "in/empty.bin": 0}  # fmt: skip
+
+
+def test_a_file_that_grew_after_listing_stops_at_max_bytes(sandbox):
+    sandbox.execute("open('log.txt', 'w').write('x' * 10_000)")
+    assert {f.path: f.size for f in sandbox.list_files()} == {"log.txt": 10_000}
+    sandbox.execute("open('log.txt', 'a').write('y' * 5_000_000)")
+    with pytest.raises(SandboxError, match="larger than 65536") as refused:
+        sandbox.get_file("log.txt", max_bytes=65536)
+    assert refused.value.permanent
+    assert len(sandbox.get_file("log.txt", max_bytes=6_000_000)) == 5_010_000
+
+
+def test_it_deletes_files_inside_the_workspace_only(sandbox):
+    sandbox.execute(
+        "import os\nos.makedirs('d', exist_ok=True)\nopen('d/f.txt', 'w').write('f')\n"
+        "open('/tmp/outside.txt', 'w').write('kept')\nos.symlink('/tmp/outside.txt', 'link')"
+    )
+    assert sandbox.delete_file("d/f.txt") is True
+    assert sandbox.delete_file("d/f.txt") is False
+    assert sandbox.delete_file("link") is True  # the link itself, not what it points to
+    assert text_of(sandbox.execute("print(open('/tmp/outside.txt').read())")) == "kept\n"
+    for name in ["d", "../etc/passwd", "/tmp/outside.txt", ""]:
+        with pytest.raises(SandboxError) as refused:
+            sandbox.delete_file(name)
+        assert refused.value.permanent, name
+    assert sandbox.list_files() == []
+
+
+def test_a_streamed_file_over_the_limit_is_refused_and_removed(client, runtime):
+    from sandbox.api import Limits
+    from tests.sandbox.conftest import make_sandbox
+
+    box = make_sandbox(client, runtime, Limits(file_bytes=1024))
+    try:
+        with pytest.raises(SandboxError, match="larger than 1024") as refused:
+            box.put_file("big.bin", iter([b"x" * 600, b"y" * 600]))
+        assert refused.value.permanent
+        assert box.list_files() == []
+    finally:
+        box.close()
