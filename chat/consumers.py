@@ -157,7 +157,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if isinstance(frame, ResumeFrame):
             quotas.check_resume(conversation.owner_id)  # each resync reads rows: rate-limited
             events = events_after(conversation, frame.after_seq)
-            return [{"type": "sync", "last_seq": conversation.last_seq, "events": events}]
+            return [
+                {
+                    "type": "sync",
+                    "last_seq": conversation.last_seq,
+                    "events": events,
+                    "file_ids": list(conversation.files.values_list("pk", flat=True)),
+                }
+            ]
         if isinstance(frame, RetryFrame):
             do_retry_turn(conversation, frame.turn_id)
         elif isinstance(frame, StopFrame):

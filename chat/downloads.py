@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 from chat import exports
+from chat.actions import files
 from chat.models import Conversation, Output, WorkspaceFile
 
 
@@ -16,7 +18,7 @@ def attachment(content: bytes | str, content_type: str, name: str) -> HttpRespon
     return no_sniff(response)
 
 
-def no_sniff(response: HttpResponse) -> HttpResponse:
+def no_sniff[R: HttpResponseBase](response: R) -> R:
     """Served as its declared type only; if opened directly, an SVG (or anything)
     must not run script or load anything."""
     response["X-Content-Type-Options"] = "nosniff"
@@ -25,9 +27,16 @@ def no_sniff(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def workspace_file(file: WorkspaceFile) -> HttpResponse:
-    """A workspace file (an upload, or what the code wrote) under its own name."""
-    return attachment(bytes(file.content), "application/octet-stream", file.path.rsplit("/", 1)[-1])
+def workspace_file(file: WorkspaceFile) -> HttpResponseBase:
+    """A workspace file (an upload, or what the code wrote) under its own name,
+    streamed from the database a piece at a time (its content need not be loaded)."""
+    response = StreamingHttpResponse(
+        files.content_chunks(file.pk), content_type="application/octet-stream"
+    )
+    response["Content-Length"] = str(file.size)
+    name = file.path.rsplit("/", 1)[-1]
+    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
+    return no_sniff(response)
 
 
 def output_image(output: Output) -> HttpResponse:

@@ -131,6 +131,14 @@ class FileEvent(TypedDict):
     file: FileData
 
 
+class FileDeletedEvent(TypedDict):
+    """The user deleted a file (its row is gone: a resync lists the files that remain)."""
+
+    type: Literal["file_deleted"]
+    seq: int
+    file_id: int
+
+
 class DeletedEvent(TypedDict):
     type: Literal["deleted"]
 
@@ -151,6 +159,7 @@ class SyncEvent(TypedDict):
     type: Literal["sync"]
     last_seq: int
     events: list[PersistedEvent]
+    file_ids: list[int]  # every file the conversation holds: the others were deleted
 
 
 class ErrorEvent(TypedDict):
@@ -174,7 +183,7 @@ class PongEvent(TypedDict):
 PersistedEvent = (
     MessageEvent | TurnEvent | ConversationEvent | ExecutionEvent | OutputEvent | FileEvent
 )
-BroadcastEvent = PersistedEvent | DeltaEvent | OutputDeltaEvent | DeletedEvent
+BroadcastEvent = PersistedEvent | DeltaEvent | OutputDeltaEvent | DeletedEvent | FileDeletedEvent
 ServerEvent = BroadcastEvent | HelloEvent | SyncEvent | ErrorEvent | AckEvent | PongEvent
 
 

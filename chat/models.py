@@ -326,6 +326,22 @@ class WorkspaceFile(models.Model):
         return self.path
 
 
+class FileDeletion(models.Model):
+    """A file the user deleted while a sandbox still holds it: that sandbox's copy
+    is removed before its next execution, so the code does not see it and it is
+    not captured again."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="file_deletions"
+    )
+    path = models.CharField(max_length=255)
+    sandbox = models.ForeignKey("SandboxRecord", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class SandboxRecord(models.Model):
     """A sandbox container the system knows about; anything else labelled as
     ours on the Docker engine is an orphan and is removed."""

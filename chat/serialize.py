@@ -12,6 +12,7 @@ from chat.events import (
     ExecutionData,
     ExecutionEvent,
     FileData,
+    FileDeletedEvent,
     FileEvent,
     MessageData,
     MessageEvent,
@@ -123,6 +124,10 @@ def output_event(output: Output) -> OutputEvent:
 
 def file_event(file: WorkspaceFile) -> FileEvent:
     return {"type": "file", "seq": file.seq, "file": file_data(file)}
+
+
+def file_deleted_event(file_id: int, seq: int) -> FileDeletedEvent:
+    return {"type": "file_deleted", "seq": seq, "file_id": file_id}
 
 
 def message_event(message: Message) -> MessageEvent:

@@ -12,6 +12,11 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/files/", views.upload_files, name="upload"),
     path("c/<uuid:conversation_id>/files/<int:file_id>/", views.download_file, name="download"),
     path(
+        "c/<uuid:conversation_id>/files/<int:file_id>/delete/",
+        views.delete_file,
+        name="delete_file",
+    ),
+    path(
         "c/<uuid:conversation_id>/messages/<int:message_id>/feedback/",
         views.rate_message,
         name="feedback",

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -198,11 +199,25 @@ def rate_message(request: HttpRequest, conversation_id: UUID, message_id: int) -
 
 @login_required
 @require_GET
-def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
+def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponseBase:
     conversation = access_conversation(request.user, conversation_id)
     return downloads.workspace_file(
-        get_object_or_404(WorkspaceFile, pk=file_id, conversation=conversation)
+        get_object_or_404(
+            WorkspaceFile.objects.defer("content"), pk=file_id, conversation=conversation
+        )
     )
+
+
+@login_required
+@require_POST
+def delete_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
+    """Delete one of the conversation's files; answers JSON (or an error with a code)."""
+    conversation = access_conversation(request.user, conversation_id)
+    try:
+        files.do_delete_file(conversation, file_id)
+    except ActionError as exc:
+        return _error(404 if exc.code == "not_found" else 409, exc.code, exc.message)
+    return JsonResponse({"deleted": file_id})
 
 
 @login_required

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from chat import downloads, exports
@@ -46,7 +47,7 @@ def export_response(
     return downloads.attachment(exports.notebooks_zip(rows), "application/zip", f"{name}.zip")
 
 
-def workspace_file(request: HttpRequest, file: WorkspaceFile) -> HttpResponse:
+def workspace_file(request: HttpRequest, file: WorkspaceFile) -> HttpResponseBase:
     """A conversation's workspace file as its owner would get it. Taking a user's
     data away is an export: it needs the export permission and leaves an audit
     record naming the file and its hash."""

@@ -14,6 +14,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -64,10 +65,12 @@ def transcript_image(request: HttpRequest, conversation_id: UUID, output_id: int
 
 @login_required
 @require_GET
-def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponse:
+def download_file(request: HttpRequest, conversation_id: UUID, file_id: int) -> HttpResponseBase:
     """A workspace file; needs the export permission and is audited."""
     require(can_export(request.user))
-    file = get_object_or_404(WorkspaceFile, pk=file_id, conversation_id=conversation_id)
+    file = get_object_or_404(
+        WorkspaceFile.objects.defer("content"), pk=file_id, conversation_id=conversation_id
+    )
     return downloads.workspace_file(request, file)
 
 

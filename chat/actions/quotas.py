@@ -80,7 +80,7 @@ def check_stored_bytes(user_id: int, incoming: int) -> None:
         raise ActionError(
             "quota_stored_bytes",
             f"Your files take {human_size(have)} of the {human_size(limit)} one account may "
-            f"store; this upload of {human_size(incoming)} would pass it. "
+            f"store; {human_size(incoming)} more would pass it. "
             "Delete files or conversations to free space.",
         )
 

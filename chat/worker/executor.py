@@ -9,6 +9,7 @@ are gone and the files were restored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class ConversationExecutor:
         self.on_notice = on_notice
         self.sandbox: Sandbox | None = None
         self.record: SandboxRecord | None = None
+        self.missing: set[str] = set()  # files that did not fit, already reported
 
     def execute(
         self, execution: Execution, on_output: OnOutput, poll: Callable[[], bool]
@@ -58,7 +60,7 @@ class ConversationExecutor:
         """Run the execution's code; keep the files it wrote against that execution."""
         notes = self._ensure_sandbox()
         assert self.sandbox is not None and self.record is not None
-        self._put_files()
+        notes += self._put_files()
         result = self.sandbox.execute(execution.code, on_output, poll=poll)
         pool.touch(self.record)
         new_files: list[str] = []
@@ -91,20 +93,54 @@ class ConversationExecutor:
                 notes.append(LOST_CELL_NOTE)
         return notes
 
-    def _put_files(self) -> None:
+    def _put_files(self) -> list[str]:
+        """Bring the sandbox up to date with the stored files: remove what the user
+        deleted, restore what it lacks (streamed from the database, a piece at a
+        time). A file that does not fit (the workspace is full) is left out, and
+        the model and the user are told which, once per turn."""
         assert self.sandbox is not None and self.record is not None
-        stale = WorkspaceFile.objects.filter(conversation=self.conversation).exclude(
-            sandbox=self.record
+        for path in files.pending_deletions(self.conversation, self.record.pk):
+            self.sandbox.delete_file(path)
+            files.deletion_done(self.conversation, self.record.pk, path)
+        stale = (
+            WorkspaceFile.objects.filter(conversation=self.conversation)
+            .exclude(sandbox=self.record)
+            .only("pk", "path", "size", "conversation_id")
+            .order_by("-updated_at")  # the newest first, while there is room
         )
-        put = {}
+        put: dict[str, WorkspaceFile] = {}
+        missing: list[str] = []
         for file in stale:
-            self.sandbox.put_file(file.path, bytes(file.content))
-            put[file.path] = file
+            try:
+                self.sandbox.put_file(file.path, files.content_chunks(file.pk))
+                put[file.path] = file
+            except SandboxError as exc:
+                log.info("could not restore %s: %s", file.path, exc.message)
+                missing.append(file.path)
+                # A part-written copy must neither fill the space nor be captured
+                # later as a new version of the stored file.
+                with contextlib.suppress(SandboxError):
+                    self.sandbox.delete_file(file.path)
         if put:
             # Remember the mtimes they got, so only later changes count as new.
             for info in self.sandbox.list_files():
                 if info.path in put:
                     files.mark_in_sandbox(put[info.path], self.record.pk, info.mtime_ns)
+        return self._report_missing(missing)
+
+    def _report_missing(self, missing: list[str]) -> list[str]:
+        new = [path for path in missing if path not in self.missing]
+        if not new:
+            return []
+        self.missing.update(new)
+        names = ", ".join(sorted(new))
+        self.on_notice(
+            "files_not_restored",
+            f"These files could not be put back into the Python session: {names}. The "
+            "workspace is full (or a file is too large for it). They are still stored here; "
+            "delete some files to make room.",
+        )
+        return [f"[Note: these files could not be restored into /workspace (it is full): {names}.]"]
 
     def _changed_files(self, listed: list[FileInfo]) -> list[FileInfo]:
         """Files new or changed since this sandbox last held them, newest first."""
@@ -121,6 +157,7 @@ class ConversationExecutor:
             for info in listed
             if not _hidden(info.path)
             and info.size <= limit
+            and info.path not in self.missing
             and not (
                 info.path in known
                 and known[info.path].sandbox_id == self.record.pk
@@ -140,7 +177,8 @@ class ConversationExecutor:
         saved: list[str] = []
         for info in self._changed_files(listed)[:CAPTURE_PER_EXECUTION]:
             try:
-                data = self.sandbox.get_file(info.path)
+                # The file may have grown since it was listed: read no more than is kept.
+                data = self.sandbox.get_file(info.path, max_bytes=files.capture_max_bytes())
                 file = files.do_capture_file(
                     execution, info.path, data, info.mtime_ns, self.record.pk
                 )

@@ -9,7 +9,7 @@
 import { applyOutputDelta, renderExecution, renderOutput, startTimers } from "./cells.js";
 import { setupComposer, showError, updateComposer } from "./composer.js";
 import { scrollToEnd, transcript } from "./dom.js";
-import { renderFile, setupUploads } from "./files.js";
+import { forgetFile, keepOnlyFiles, renderFile, setupUploads } from "./files.js";
 import { connect, resumeRefused, seen, send } from "./socket.js";
 import { state } from "./state.js";
 import { applyDelta, applyTurn, renderMessage } from "./transcript.js";
@@ -46,7 +46,11 @@ function handle(event) {
   } else if (event.type === "sync") {
     state.resumePending = false;
     for (const e of event.events) applyPersisted(e);
+    if (event.file_ids) keepOnlyFiles(event.file_ids);
     state.lastSeq = Math.max(state.lastSeq, event.last_seq);
+  } else if (event.type === "file_deleted") {
+    seen(event.seq);
+    forgetFile(event.file_id);
   } else if (event.type === "output_delta") {
     seen(event.seq);
     applyOutputDelta(event);

@@ -15,6 +15,22 @@ const dropZone = document.getElementById("drop-zone");
 
 export function renderFile(data) {
   state.files.set(data.id, data);
+  renderFiles();
+}
+
+// A file the user deleted (here or in another tab), or, after a resync, every
+// file that is no longer listed.
+export function forgetFile(id) {
+  if (state.files.delete(id)) renderFiles();
+}
+
+export function keepOnlyFiles(ids) {
+  const kept = new Set(ids);
+  for (const id of [...state.files.keys()]) if (!kept.has(id)) state.files.delete(id);
+  renderFiles();
+}
+
+function renderFiles() {
   const items = [...state.files.values()].sort((a, b) => a.path.localeCompare(b.path));
   filesList.replaceChildren(
     ...items.map((f) => {
@@ -22,11 +38,39 @@ export function renderFile(data) {
       const a = el("a", "", f.path);
       a.href = f.url;
       a.setAttribute("download", "");
-      li.append(a, el("span", "muted small", ` ${f.size_label} · ${f.origin === "upload" ? "uploaded" : "made by code"}`));
+      const remove = el("button", "btn-link small file-delete", "Delete");
+      remove.type = "button";
+      remove.setAttribute("aria-label", `Delete ${f.path}`);
+      remove.addEventListener("click", () => deleteFile(f));
+      li.append(a, el("span", "muted small", ` ${f.size_label} · ${f.origin === "upload" ? "uploaded" : "made by code"} `), remove);
       return li;
     }),
   );
   filesCount.textContent = String(state.files.size);
+}
+
+async function deleteFile(file) {
+  if (!window.confirm(`Delete ${file.path}? The code will no longer find it in /workspace.`)) return;
+  let response;
+  try {
+    response = await fetch(`/c/${state.conversationId}/files/${file.id}/delete/`, {
+      method: "POST",
+      headers: { "X-CSRFToken": state.csrfToken },
+    });
+  } catch {
+    showError({ message: "The server could not be reached; the file was not deleted." });
+    return;
+  }
+  let result = {};
+  try {
+    result = await response.json();
+  } catch {}
+  if (response.ok || response.status === 404) {
+    forgetFile(file.id);
+    if (response.ok) flash(`Deleted ${file.path}.`);
+  } else {
+    showError({ message: result.error?.message || `The file was not deleted (HTTP ${response.status}).` });
+  }
 }
 
 function refused(list) {

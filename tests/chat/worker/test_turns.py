@@ -231,7 +231,7 @@ async def test_an_uploaded_csv_is_analysed_and_the_chart_downloaded(
     assert got.status_code == 200
     assert got["Content-Disposition"] == 'attachment; filename="trend.png"'
     assert got["X-Content-Type-Options"] == "nosniff"
-    assert got.content.startswith(b"\x89PNG")
+    assert b"".join(got.streaming_content).startswith(b"\x89PNG")
     assert (await db(download)(other_user)).status_code == 404
 
 
