@@ -28,7 +28,13 @@ from chat.models import (
     WorkspaceFile,
 )
 from review import actions, queries
-from review.admin_filters import HasErrorsFilter, LastActivityFilter, RatingFilter, TurnStatusFilter
+from review.admin_filters import (
+    DeletedByOwnerFilter,
+    HasErrorsFilter,
+    LastActivityFilter,
+    RatingFilter,
+    TurnStatusFilter,
+)
 from review.audit import record
 from review.downloads import export_response
 from review.permissions import can_export, can_review
@@ -175,6 +181,7 @@ class ConversationAdmin(LogAdmin):
         "rating",
         "flagged",
         "updated_at",
+        "deleted_at",
     )
     list_filter = (
         ("owner", admin.RelatedOnlyFieldListFilter),
@@ -184,6 +191,7 @@ class ConversationAdmin(LogAdmin):
         TurnStatusFilter,
         "flagged",
         RatingFilter,
+        DeletedByOwnerFilter,
     )
     search_fields = ("title", "owner__username", "messages__content", "executions__code")
     search_help_text = "Searches titles, owners, message text and code; searches are audited."

@@ -61,6 +61,23 @@ class HasErrorsFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DeletedByOwnerFilter(admin.SimpleListFilter):
+    """Conversations their owner deleted, kept for review (CODEACT_RETENTION)."""
+
+    title = "deleted by owner"
+    parameter_name = "deleted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Deleted, kept for review"), ("no", "Not deleted")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+
 class TurnStatusFilter(admin.SimpleListFilter):
     title = "turn status"
     parameter_name = "turn_status"
