@@ -151,9 +151,11 @@ class Sandbox(Protocol):
 
         Past `timeout` (default: the cell limit) the kernel is interrupted,
         and restarted if it does not yield within the grace period; the
-        result is then `timeout`. `poll` is called about every 50 ms while
-        the cell runs; when it returns True the cell is interrupted the same
-        way and the result is `interrupted` (the user pressed Stop).
+        result is then `timeout`. A sandbox that answers neither within
+        another grace period is removed, and the result is `died`. `poll`
+        is called about every 50 ms while the cell runs; when it returns
+        True the cell is interrupted the same way and the result is
+        `interrupted` (the user pressed Stop).
         """
         ...
 

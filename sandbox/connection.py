@@ -23,6 +23,7 @@ import logging
 import math
 import queue
 import secrets
+import socket
 import struct
 import threading
 from collections import deque
@@ -151,7 +152,7 @@ class Connection:
                     data = self.sock.recv(1 << 16)
                 except TimeoutError:
                     continue  # the timeout is for sends; a quiet bridge is fine
-                if not data:
+                if not data or self.closed.is_set():
                     break
                 lines, errors = demux.feed(data)
                 if errors:
@@ -262,6 +263,10 @@ class Connection:
         self.closed.set()
         self.ready.set()
         self.warm.set()
+        # shutdown, not only close: docker-py's response object still holds the
+        # socket, so close() alone neither ends the stream nor wakes the reader.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
         with self._lock:
