@@ -70,3 +70,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = "5"
         return response
     return defaults.server_error(request)
+
+
+# Connections `make run` leaves for everything but its workers: the web process's
+# and beat's pools (10 each) and a few for manage.py and an operator's psql.
+OTHER_CONNECTIONS = 25
+
+
+def fitting_concurrency(
+    wanted: int, workers: int, max_connections: int, reserved: int, in_use: int = 0
+) -> int:
+    """The most threads per worker whose pools (threads + 4 connections each) fit
+    in PostgreSQL's slots beside the rest of the app; at least 1."""
+    free = max_connections - reserved - in_use - OTHER_CONNECTIONS
+    per_worker = free // max(1, workers) - 4
+    return max(1, min(wanted, per_worker))

@@ -39,11 +39,12 @@ def commands() -> list[tuple[str, list[str]]]:
     port = os.environ.get("CODEACT_PORT", "8000")
     procs = [("web", [_bin("daphne"), "-b", host, "-p", port, "codeact_web.asgi:application"])]
     workers = settings.CODEACT_WORKER_PROCESSES
+    threads = _threads_that_fit(workers, settings.CODEACT_WORKER_CONCURRENCY)
     for n in range(1, workers + 1):
         name = "worker" if workers == 1 else f"worker{n}"
         procs.append((name, [
             _bin("celery"), "-A", "codeact_web", "worker", "-P", "threads",
-            "-c", str(settings.CODEACT_WORKER_CONCURRENCY), "-n", f"{name}@%h",
+            "-c", str(threads), "-n", f"{name}@%h",
             "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
             "-l", "INFO",
         ]))  # fmt: skip
@@ -59,6 +60,38 @@ def commands() -> list[tuple[str, list[str]]]:
 
         procs.append(("model", server_command(settings.CODEACT_BUNDLED_MODEL_PORT)))
     return procs
+
+
+def _threads_that_fit(workers: int, wanted: int) -> int:
+    """Each worker's connection pool holds one connection per thread (a turn keeps
+    its own): fewer threads, when PostgreSQL has too few slots for the pools of
+    all the processes started here. Set CODEACT_DB_POOL_SIZE to size pools yourself."""
+    if os.environ.get("CODEACT_DB_POOL_SIZE"):
+        return wanted
+    from django.db import connection
+
+    from codeact_web.database import fitting_concurrency
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int, "
+            "current_setting('superuser_reserved_connections')::int, "
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') - 1"
+        )
+        max_connections, reserved, in_use = cursor.fetchone()
+    connection.close()
+    threads = fitting_concurrency(wanted, workers, max_connections, reserved, in_use)
+    if threads < wanted:
+        print(
+            f"PostgreSQL allows {max_connections} connections ({in_use} in use elsewhere): "
+            f"each of the {workers} workers runs {threads} turns at once instead of {wanted}, "
+            "so every process's connection pool fits. Raise max_connections (or lower "
+            "CODEACT_WORKER_PROCESSES) for more.",
+            flush=True,
+        )
+    # The workers size their pools from this (settings: threads + 4 connections).
+    os.environ["CODEACT_WORKER_CONCURRENCY"] = str(threads)
+    return threads
 
 
 def _pump(name: str, colour: str, stream: object, width: int) -> None:

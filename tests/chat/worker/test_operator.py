@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from chat.models import SandboxRecord
 from chat.worker import pool
 from tests.factories import ConversationFactory
-from tests.support.processes import Process, free_port, process_env
+from tests.support.processes import ARTIFACTS, Process, free_port, process_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -76,9 +76,11 @@ def test_make_run_stops_its_sandboxes_when_it_stops(owner, settings):
             CODEACT_ADMIN_PASSWORD="not-printed-anywhere",
             SECRET_KEY=settings.SECRET_KEY,  # its own var directory has no key file
         )
+        log = ARTIFACTS / "serve.log"
+        offset = log.stat().st_size if log.exists() else 0  # the log is appended to
         serve = Process("serve", [sys.executable, "scripts/serve.py"], env)
         try:
-            serve.wait_until(lambda: "ready." in serve.log_text(), timeout=90)
+            serve.wait_until(lambda: "ready." in serve.log_text()[offset:], timeout=90)
             claimed = pool.claim_for(ConversationFactory(owner=owner))
             claimed.sandbox.detach()
             assert claimed.record.container_id in running_ids()
