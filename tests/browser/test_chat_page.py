@@ -288,3 +288,25 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, web, model_ser
     )
     expect(page.locator("#files-count")).to_have_text("0")
     assert sent == []
+
+
+def test_a_user_deletes_a_file_and_another_tab_sees_it_go(
+    page, web, browser, model_server, tmp_path
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("draft\n")
+    start_conversation(page, web, "tidy")
+    page.get_by_label("Upload files").set_input_files(str(notes))
+    expect(page.locator("#files-count")).to_have_text("1")
+    second = page.context.new_page()  # the same user in a second tab
+    second.goto(page.url)
+    expect(second.locator("#files-count")).to_have_text("1")
+
+    page.locator("#files-menu summary").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete notes.txt").click()
+    expect(page.locator("#files-count")).to_have_text("0")
+    expect(page.locator("#composer-hint")).to_contain_text("Deleted notes.txt.")
+    screenshot(page, "12-file-deleted")
+    expect(second.locator("#files-count")).to_have_text("0")
+    second.close()
