@@ -368,7 +368,24 @@ class DockerSandbox(FileTransfers):
         in the background (removing a frozen gVisor sandbox can take seconds)."""
         log.warning("sandbox %s: %s; removing it", self.id[:12], why)
         self.detach()
-        threading.Thread(target=self.close, name=f"remove-{self.id[:12]}", daemon=True).start()
+        threading.Thread(target=self._remove, name=f"remove-{self.id[:12]}", daemon=True).start()
+
+    def _remove(self, attempts: int = 5) -> None:
+        """Remove the container, retrying: a frozen (paused) gVisor sandbox can refuse
+        the first kill ("is zombie and can not be killed") and go on the next."""
+        api = self.client.api
+        for attempt in range(attempts):
+            try:
+                api.remove_container(self.id, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.DockerException as exc:
+                last = exc
+            with contextlib.suppress(docker.errors.DockerException):
+                api.unpause(self.id)
+            time.sleep(2**attempt)
+        log.warning("could not remove sandbox %s: %s", self.id[:12], last)
 
     def interrupt(self) -> None:
         """Interrupt the running cell; it is killed after the grace period."""
