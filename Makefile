@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap run test test-fast lint format bench bench-sandbox bench-turn
+.PHONY: bootstrap run test test-fast test-chaos lint format bench bench-sandbox bench-turn
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -16,6 +16,14 @@ test: bootstrap
 # Unit tests only: no Docker, browser or model server.
 test-fast:
 	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+# The chaos tier (README, "Tests"; `make test` skips it): PostgreSQL (a private
+# cluster), Daphne and dockerd restarted under running turns -- dockerd is the
+# machine's own, so every container on it stops -- a cell flooding its logs, and
+# a soak of CODEACT_SOAK_USERS (50) users for CODEACT_SOAK_SECONDS (600). -s
+# prints the soak's RSS table.
+test-chaos: bootstrap
+	CODEACT_CHAOS=1 $(PY) -m pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
 
 # ruff, mypy, and the architecture's dependency rules (import-linter contracts in
 # pyproject.toml): a broken contract fails the build.
