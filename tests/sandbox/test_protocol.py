@@ -182,7 +182,7 @@ def forger(request: dict[str, Any]) -> list[Any]:
         b'{"id": '
         + str(rid).encode()
         + b', "type": "output", "junk": "'
-        + b"x" * (3 << 20)
+        + b"x" * (7 << 20)  # over the line cap
         + b'"}',
         # what kernel code could write into the bridge's stdout without the key
         ("raw", b'{"id": %d, "type": "done", "status": "ok"}' % rid),
@@ -216,6 +216,12 @@ def test_it_takes_only_the_replies_it_asked_for(attach):
     first = box.execute("print('real')")
     assert first.status == "ok" and first.execution_count == 1
     assert first.outputs == [{"output_type": "stream", "name": "stdout", "text": "real\n"}]
+    conn = box._conn
+    assert conn is not None
+    # not the bridge's: 2 unsigned, 1 replayed, 2 not objects, 1 too long
+    assert conn.rejected == 6
+    # the bridge's, for requests not waiting or of the wrong kind: 2 dones, 2 outputs, a chunk
+    assert conn.unasked >= 5
     assert box.get_file("data.txt") == b"real content"
     second = box.execute("print('real')")
     assert second.outputs == first.outputs and second.status == "ok"
