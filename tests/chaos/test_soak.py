@@ -192,7 +192,9 @@ async def test_a_soak_of_mixed_turns_ends_clean_with_flat_memory(app, model_serv
     assert [e for u in users for e in u.page.errors] == []
     url = processes.test_database_url()
     for user in users:
-        assert user.page.view() == await asyncio.to_thread(db_view, url, user.conversation_id)
+        stored = await asyncio.to_thread(db_view, url, user.conversation_id)
+        assert user.page.view() == stored
+        assert set(stored["executions"].values()) <= {("ok",)}  # the upload was there, too
     after = [s for s in samples if s.at >= WARMUP] or samples[-1:]
     base = after[0]
     web_growth = max(s.web for s in after) - base.web
