@@ -169,7 +169,7 @@ async def test_a_page_resyncs_after_a_cell_filled_its_output_cap(app, model_serv
     await page.close()  # the network drops
     page.ws = None
     assert await wait_final(conversation_id, 1, 120) == ["done"]
-    await page.pump_until(lambda p: p.turns_final(1), 60)  # reconnects and resyncs
+    await page.pump_until(lambda p: p.turns_final(1), 30)  # reconnects and resyncs
     await page.close()
     stored = await asyncio.to_thread(db_view, processes.test_database_url(), conversation_id)
     assert page.view() == stored
