@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
@@ -30,13 +33,20 @@ def no_sniff[R: HttpResponseBase](response: R) -> R:
 def workspace_file(file: WorkspaceFile) -> HttpResponseBase:
     """A workspace file (an upload, or what the code wrote) under its own name,
     streamed from the database a piece at a time (its content need not be loaded)."""
-    response = StreamingHttpResponse(
-        files.content_chunks(file.pk), content_type="application/octet-stream"
-    )
+    response = StreamingHttpResponse(_chunks(file.pk), content_type="application/octet-stream")
     response["Content-Length"] = str(file.size)
     name = file.path.rsplit("/", 1)[-1]
     response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
     return no_sniff(response)
+
+
+async def _chunks(file_id: int) -> AsyncIterator[bytes]:
+    """The file's pieces for an ASGI server, each read in the thread that holds the
+    database connection (a plain iterator would make Django read it all first)."""
+    pieces = files.content_chunks(file_id)
+    read = sync_to_async(next, thread_sensitive=True)
+    while (piece := await read(pieces, b"")) != b"":
+        yield piece
 
 
 def output_image(output: Output) -> HttpResponse:

@@ -173,7 +173,7 @@ def test_an_exporter_downloads_a_workspace_file_and_it_is_recorded(
 
     response = client.get(url)
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == data
+    assert b"".join(response) == data
     assert response["Content-Type"] == "application/octet-stream"
     assert response["Content-Disposition"] == 'attachment; filename="trend.csv"'
     assert response["X-Content-Type-Options"] == "nosniff"

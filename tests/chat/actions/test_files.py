@@ -96,7 +96,7 @@ def test_only_the_owner_uploads_and_downloads(client, owner, other_user, convers
     url = reverse("chat:download", args=[conversation.id, file.pk])
 
     got = client.get(url)
-    assert got.status_code == 200 and b"".join(got.streaming_content) == b"secret"
+    assert got.status_code == 200 and b"".join(got) == b"secret"
     assert got["Content-Disposition"] == 'attachment; filename="mine.csv"'
     assert got["Content-Type"] == "application/octet-stream"
     assert got["X-Content-Type-Options"] == "nosniff"
