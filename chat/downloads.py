@@ -44,8 +44,11 @@ async def _chunks(file_id: int) -> AsyncIterator[bytes]:
     """The file's pieces for an ASGI server, each read in the thread that holds the
     database connection (a plain iterator would make Django read it all first)."""
     pieces = files.content_chunks(file_id)
-    read = sync_to_async(next, thread_sensitive=True)
-    while (piece := await read(pieces, b"")) != b"":
+
+    def read() -> bytes:
+        return next(pieces, b"")
+
+    while piece := await sync_to_async(read, thread_sensitive=True)():
         yield piece
 
 
