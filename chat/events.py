@@ -40,6 +40,7 @@ class ExecutionData(TypedDict):
     kernel_restarted: bool
     detail: str
     dropped: dict[str, int]
+    dropped_note: str  # the same in words, for the page
     started_at: str
     finished_at: str | None
 

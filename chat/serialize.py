@@ -72,9 +72,30 @@ def execution_data(execution: Execution) -> ExecutionData:
         "kernel_restarted": execution.kernel_restarted,
         "detail": execution.detail,
         "dropped": execution.dropped,
+        "dropped_note": dropped_note(execution.dropped),
         "started_at": execution.started_at.isoformat(),
         "finished_at": execution.finished_at.isoformat() if execution.finished_at else None,
     }
+
+
+def dropped_note(dropped: dict[str, int]) -> str:
+    """What a cell's limits kept out, in words ("" when nothing was)."""
+
+    def count(n: int, thing: str) -> str:
+        return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+    parts = []
+    if dropped.get("stream_bytes"):
+        parts.append(f"{human_size(dropped['stream_bytes'])} of printed output")
+    if dropped.get("displays"):
+        parts.append(count(dropped["displays"], "displayed item"))
+    if dropped.get("images"):
+        parts.append(count(dropped["images"], "image"))
+    if dropped.get("display_bytes"):
+        parts.append(f"{human_size(dropped['display_bytes'])} of displayed data or error text")
+    if not parts:
+        return ""
+    return "Over this cell's output limits, not kept: " + ", ".join(parts) + "."
 
 
 def output_data(output: Output) -> OutputData:

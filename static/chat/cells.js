@@ -72,6 +72,7 @@ function cellHead(entry, data) {
   const head = entry.el.querySelector(".cell-head");
   head.replaceChildren(el("span", "cell-label", count), status, timer, copyButton(() => entry.data.code));
   if (data.detail && data.status !== "ok" && data.status !== "error") head.appendChild(el("span", "cell-detail", data.detail));
+  if (data.dropped_note) head.appendChild(el("span", "cell-detail cell-dropped", data.dropped_note));
 }
 
 export function renderExecution(data) {

@@ -310,3 +310,20 @@ def test_a_user_deletes_a_file_and_another_tab_sees_it_go(
     screenshot(page, "12-file-deleted")
     expect(second.locator("#files-count")).to_have_text("0")
     second.close()
+
+
+def test_a_cell_over_its_output_limit_says_what_was_not_kept(page, web, model_server):
+    flood = "for i in range(30_000):\n    print(f'{i:>6} ' + 'x' * 60)"
+    model_server.push(
+        Script(text=f"<execute>\n{flood}\n</execute>"), Script(text="That was a lot of output.")
+    )
+    start_conversation(page, web, "flooder")
+    ask(page, "Print a big table")
+    cell = page.get_by_role("region", name="Code cell 1")
+    expect(cell.locator(".cell-status")).to_have_text("Done", timeout=30_000)
+    expect(cell.locator(".cell-dropped")).to_contain_text(
+        "Over this cell's output limits, not kept:"
+    )
+    expect(cell.locator(".cell-dropped")).to_contain_text("of printed output")
+    screenshot(page, "13-output-over-the-limit")
+    remove_sandboxes()
