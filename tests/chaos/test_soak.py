@@ -53,14 +53,18 @@ pytestmark = [
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('trend')\nplt.show()"
 ANALYSE = "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['sales'].sum())"
 CSV = "month,sales\n" + "".join(f"2026-{m:02d},{100 + 10 * m}\n" for m in range(1, 13))
-KINDS = ("plain", "cell", "plot", "upload")
+# CODEACT_SOAK_KINDS=plain (say) soaks one kind of turn, to find which one grows memory.
+# A conversation holds at most 50 files (each upload of sales.csv is kept as a new
+# file): past this many, an upload turn analyses the file already there.
+UPLOADS = 40
+KINDS = tuple(os.environ.get("CODEACT_SOAK_KINDS", "plain,cell,plot,upload").split(","))
 
 
 def step(code: str) -> Script:
     return Script(text=f"<execute>\n{code}\n</execute>", delay=0.005)
 
 
-SCRIPTS = {
+SCRIPTS: dict[str, Script] = {
     "plain": Script(chunks=[f"w{i} " for i in range(40)], delay=0.02),
     "cell": step("import math\nprint(math.factorial(20))"),
     "plot": step(PLOT),
@@ -82,6 +86,7 @@ class User:
     conversation_id: str
     kinds: Any  # an endless cycle of turn kinds
     turns: int = 0
+    uploads: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -144,8 +149,9 @@ async def chat(port: int, user: User, until: float) -> None:
     await user.page.connect()
     while time.monotonic() < until:
         kind = next(user.kinds)
-        if kind == "upload":
+        if kind == "upload" and user.uploads < UPLOADS:
             await asyncio.to_thread(upload, port, user)
+            user.uploads += 1
         await user.page.send({"type": "user_message", "text": f"[{kind}] go"})
         user.turns += 1
         await user.page.pump_until(lambda p, n=user.turns: p.turns_final(n), 300)
