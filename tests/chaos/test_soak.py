@@ -87,6 +87,7 @@ class User:
     kinds: Any  # an endless cycle of turn kinds
     turns: int = 0
     uploads: int = 0
+    http: requests.Session = field(default_factory=requests.Session)
     problems: list[str] = field(default_factory=list)
 
 
@@ -128,19 +129,20 @@ def make_users(port: int) -> list[User]:
 
 
 def upload(port: int, user: User) -> None:
-    """What the page's upload button does: a multipart POST with the CSRF token."""
+    """What the page's upload button does: a multipart POST with the CSRF token of the
+    page, which the user loaded once (at their first upload)."""
     base = f"http://127.0.0.1:{port}"
-    with requests.Session() as http:
+    http = user.http
+    if "csrftoken" not in http.cookies:
         name, value = user.page.cookie.split("=", 1)
         http.cookies.set(name, value)
-        page = http.get(f"{base}/c/{user.conversation_id}/", timeout=60)
-        page.raise_for_status()
-        response = http.post(
-            f"{base}/c/{user.conversation_id}/files/",
-            files={"file": ("sales.csv", CSV.encode(), "text/csv")},
-            headers={"X-CSRFToken": http.cookies["csrftoken"], "Referer": page.url},
-            timeout=60,
-        )
+        http.get(f"{base}/c/{user.conversation_id}/", timeout=60).raise_for_status()
+    response = http.post(
+        f"{base}/c/{user.conversation_id}/files/",
+        files={"file": ("sales.csv", CSV.encode(), "text/csv")},
+        headers={"X-CSRFToken": http.cookies["csrftoken"], "Referer": base + "/"},
+        timeout=60,
+    )
     if response.status_code != 201:
         user.problems.append(f"upload answered {response.status_code}: {response.text[:200]}")
 
@@ -159,6 +161,7 @@ async def chat(port: int, user: User, until: float) -> None:
         if ended["status"] != "done":
             user.problems.append(f"a {kind} turn ended {ended['status']}: {ended['error']}")
     await user.page.close()
+    user.http.close()
 
 
 async def sample(app: App, users: list[User], samples: list[Sample], stop: asyncio.Event) -> None:
