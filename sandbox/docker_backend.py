@@ -368,24 +368,29 @@ class DockerSandbox(FileTransfers):
         in the background (removing a frozen gVisor sandbox can take seconds)."""
         log.warning("sandbox %s: %s; removing it", self.id[:12], why)
         self.detach()
-        threading.Thread(target=self._remove, name=f"remove-{self.id[:12]}", daemon=True).start()
+        # The id is taken now: a restart() meanwhile gives this object a new container,
+        # which the retries below must not touch.
+        dead = self.id
+        threading.Thread(
+            target=self._remove, args=(dead,), name=f"remove-{dead[:12]}", daemon=True
+        ).start()
 
-    def _remove(self, attempts: int = 5) -> None:
+    def _remove(self, container_id: str, attempts: int = 5) -> None:
         """Remove the container, retrying: a frozen (paused) gVisor sandbox can refuse
         the first kill ("is zombie and can not be killed") and go on the next."""
         api = self.client.api
         for attempt in range(attempts):
             try:
-                api.remove_container(self.id, force=True)
+                api.remove_container(container_id, force=True)
                 return
             except docker.errors.NotFound:
                 return
             except docker.errors.DockerException as exc:
                 last = exc
             with contextlib.suppress(docker.errors.DockerException):
-                api.unpause(self.id)
+                api.unpause(container_id)
             time.sleep(2**attempt)
-        log.warning("could not remove sandbox %s: %s", self.id[:12], last)
+        log.warning("could not remove sandbox %s: %s", container_id[:12], last)
 
     def interrupt(self) -> None:
         """Interrupt the running cell; it is killed after the grace period."""

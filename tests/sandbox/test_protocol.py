@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import docker
 import pytest
 
 from sandbox.api import Limits, SandboxError
@@ -247,3 +248,32 @@ def test_get_file_stops_at_max_bytes_whatever_the_bridge_sends(attach):
 def engine_request(box: DockerSandbox) -> dict[str, Any]:
     engine = box.client
     return next(r for r in engine.bridge.requests if r["op"] == "get_file")  # type: ignore[attr-defined]
+
+
+class RefusingEngine(StubEngine):
+    """An engine that refuses the first removal (a frozen gVisor sandbox does)."""
+
+    def __init__(self, bridge: ScriptedBridge) -> None:
+        super().__init__(bridge)
+        self.touched: list[str] = []
+
+    def remove_container(self, container_id: str, force: bool) -> None:
+        self.touched.append(container_id)
+        if len(self.touched) == 1:
+            raise docker.errors.APIError("removal of container is already in progress")
+        self.removed.append(container_id)
+
+    def unpause(self, container_id: str) -> None:
+        self.touched.append(container_id)
+
+
+def test_the_retried_removal_of_a_dead_sandbox_spares_its_successor():
+    engine = RefusingEngine(ScriptedBridge(silent))
+    box = DockerSandbox(engine, "image", LIMITS, {}, container_id="d" * 64)  # type: ignore[arg-type]
+    box._kill("a test")
+    box.id = "n" * 64  # restart() gave the object a new container meanwhile
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not engine.removed:
+        time.sleep(0.01)
+    assert engine.removed == ["d" * 64]
+    assert set(engine.touched) == {"d" * 64}
