@@ -82,6 +82,12 @@ def app(scripted_server):
         start_dockerd()
 
 
+def counting(page: PageClient) -> bool:
+    """The long cell has printed (not the first turn's cell: its output is there too)."""
+    cells = {e["id"] for e in page.rows["execution"].values() if e["code"] == LONG}
+    return any(o["execution_id"] in cells and o["text"] for o in page.rows["output"].values())
+
+
 def task_done(app: App, count: int) -> None:
     """Wait until the worker (this run of it: its log is appended to) has finished
     `count` run_turn tasks."""
@@ -118,7 +124,7 @@ async def test_a_dockerd_restart_mid_cell_loses_the_sandbox_not_the_files(app, m
 
     model_server.push(step(LONG), Script(text="The session stopped."))
     await page.send({"type": "user_message", "text": "Count for a minute."})
-    await page.pump_until(lambda p: any(o["text"] for o in p.rows["output"].values()), 120)
+    await page.pump_until(counting, 120)
     await asyncio.to_thread(restart_dockerd)
     await page.pump_until(lambda p: p.turns_final(2), 120)
     # The model was told the cell's process died, and answered after it.
