@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+import requests
 from docker.types import LogConfig, Ulimit
 
 from sandbox.api import (
@@ -41,6 +42,13 @@ from sandbox.runtime import choose_runtime
 from sandbox.transfers import MAX_COUNT, FileTransfers
 
 log = logging.getLogger(__name__)
+# What a call to the engine can raise: its API errors, and the HTTP client's own
+# (a busy engine answering after docker-py's read timeout raises requests' ReadTimeout).
+ENGINE_ERRORS = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    ConnectionError,
+)
 
 LABEL = "codeact.managed"
 SANDBOX_UID = 1000
@@ -95,7 +103,7 @@ class DockerSandbox(FileTransfers):
         if runtime is not None:
             try:
                 self.runtime = choose_runtime(client, runtime).name
-            except docker.errors.DockerException as exc:
+            except ENGINE_ERRORS as exc:
                 raise SandboxError(f"Could not ask the engine: {exc}", permanent=False) from exc
         self._start()
 
@@ -162,7 +170,8 @@ class DockerSandbox(FileTransfers):
                 f"The sandbox image {self.image} is missing; run scripts/build-sandbox-image.",
                 permanent=True,
             ) from None
-        except (docker.errors.DockerException, ConnectionError) as exc:
+        except ENGINE_ERRORS as exc:
+            self.close()  # created, perhaps, before the engine stopped answering
             raise SandboxError(f"Could not start a sandbox: {exc}", permanent=False) from exc
         if not conn.ready.wait(self.limits.start_timeout) or conn.closed.is_set():
             detail = "; ".join(conn.stderr)[-500:]
@@ -196,7 +205,7 @@ class DockerSandbox(FileTransfers):
         self.id = container_id
         try:
             conn = self._attach(self._key())
-        except docker.errors.DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise SandboxError(
                 f"Could not reach sandbox {container_id[:12]}: {exc}", permanent=False
             ) from exc
@@ -223,7 +232,7 @@ class DockerSandbox(FileTransfers):
                 self.client.api.remove_container(self.id, force=True)
             except docker.errors.NotFound:
                 pass
-            except docker.errors.DockerException:
+            except ENGINE_ERRORS:
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
 
     # --- requests -------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+import requests
 
 from sandbox.api import Limits, SandboxError
 from sandbox.docker_backend import DockerSandbox
@@ -277,3 +278,24 @@ def test_the_retried_removal_of_a_dead_sandbox_spares_its_successor():
         time.sleep(0.01)
     assert engine.removed == ["d" * 64]
     assert set(engine.touched) == {"d" * 64}
+
+
+class TimingOutEngine(StubEngine):
+    """An engine so busy that docker-py's HTTP client gives up waiting."""
+
+    def info(self) -> dict[str, Any]:
+        return {"Runtimes": {"runc": {}}}
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def create_container(self, *args: Any, **kwargs: Any) -> dict[str, str]:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=60)")
+
+
+def test_an_engine_that_times_out_gives_a_sandbox_error_a_turn_can_report():
+    engine = TimingOutEngine(ScriptedBridge(silent))
+    with pytest.raises(SandboxError) as failed:
+        DockerSandbox(engine, "image", LIMITS, {}, runtime="auto")  # type: ignore[arg-type]
+    assert not failed.value.permanent
+    assert "Could not start a sandbox" in failed.value.message
