@@ -115,7 +115,10 @@ def test_an_uploaded_csv_is_analysed_with_a_live_cell_and_a_plot(
     page.get_by_label("Message").press("Enter")
     cell = page.get_by_role("region", name="Code cell 1")
     expect(cell.locator(".cell-status")).to_have_text("Running…", timeout=20_000)
-    expect(cell.locator(".output-stream")).to_have_text("rows: 12\n")  # live, before the end
+    # Live, before the end: the cell sleeps 1.5 s after printing. A new sandbox (gVisor,
+    # no warm pool in tests) imports its libraries first, which can take seconds.
+    expect(cell.locator(".output-stream")).to_have_text("rows: 12\n", timeout=20_000)
+    expect(cell.locator(".cell-status")).to_have_text("Running…")
     screenshot(page, "05-running-cell")
 
     image = cell.locator("img.output-image")
