@@ -37,6 +37,7 @@ from chat.events import (
     StopFrame,
     UserMessageFrame,
     describe_validation_error,
+    encode_frames,
     error_event,
 )
 from chat.models import Conversation
@@ -77,6 +78,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     conversation_id: str = ""
     group: str = ""
     session_groups: tuple[str, ...] = ()
+    frames_sent = 0  # numbers the `part` frames of a large frame
 
     async def connect(self) -> None:
         self.conversation_id = str(self.scope["url_route"]["kwargs"]["conversation_id"])
@@ -215,7 +217,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         return conversation
 
     async def _send(self, event: Any) -> None:
-        await self.send(text_data=json.dumps(event, separators=(",", ":")))
+        self.frames_sent += 1
+        for text in encode_frames(event, settings.CODEACT_SEND_FRAME_BYTES, self.frames_sent):
+            await self.send(text_data=text)
 
 
 def _explain(text: str, exc: ValidationError) -> str:

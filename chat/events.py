@@ -8,6 +8,7 @@ so a client can apply them idempotently and detect a gap.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -181,6 +182,16 @@ class PongEvent(TypedDict):
     type: Literal["pong"]
 
 
+class PartEvent(TypedDict):
+    """A slice of the JSON text of a frame too large to go as one websocket message.
+    The client joins the texts of one `id` in order and reads the frame when `last`."""
+
+    type: Literal["part"]
+    id: int
+    last: bool
+    text: str
+
+
 PersistedEvent = (
     MessageEvent | TurnEvent | ConversationEvent | ExecutionEvent | OutputEvent | FileEvent
 )
@@ -191,6 +202,31 @@ ServerEvent = BroadcastEvent | HelloEvent | SyncEvent | ErrorEvent | AckEvent | 
 def utf16_len(text: str) -> int:
     """Length as the browser counts it, so delta offsets agree with JavaScript."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def encode_frames(event: Any, limit: int, part_id: int) -> list[str]:
+    """The websocket messages that carry one server event: its JSON text, or when
+    that is over `limit` bytes, `part` frames (id `part_id`) of at most `limit`.
+
+    The text is pure ASCII (non-ASCII characters are escaped), and quoting it again
+    inside a part at most doubles a character (a quote or a backslash), so a slice
+    of half the room always fits.
+    """
+    text = json.dumps(event, separators=(",", ":"))
+    if len(text) <= limit:
+        return [text]
+    step = max(1, (limit - _PART_ENVELOPE) // 2)
+    slices = [text[start : start + step] for start in range(0, len(text), step)]
+    return [
+        json.dumps(
+            {"type": "part", "id": part_id, "last": i == len(slices) - 1, "text": piece},
+            separators=(",", ":"),
+        )
+        for i, piece in enumerate(slices)
+    ]
+
+
+_PART_ENVELOPE = 80  # the part frame around its text: type, a 20-digit id, last
 
 
 def error_event(code: str, message: str, reply_to: str | None = None) -> ErrorEvent:

@@ -289,6 +289,10 @@ CODEACT_FLUSH_INTERVAL = env_float("CODEACT_FLUSH_INTERVAL", 0.5, minimum=0.05)
 CODEACT_DELTA_INTERVAL = env_float("CODEACT_DELTA_INTERVAL", 0.05, minimum=0.0)
 CODEACT_MAX_MESSAGE_CHARS = env_int("CODEACT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CODEACT_MAX_FRAME_BYTES = env_int("CODEACT_MAX_FRAME_BYTES", 256 * 1024, minimum=1024)
+# A frame the server sends that is larger than this (a resync after a big cell) goes
+# out in `part` frames. Daphne's websocket library refuses to send a message over
+# 1 MiB and drops the socket instead, so this stays well under that.
+CODEACT_SEND_FRAME_BYTES = env_int("CODEACT_SEND_FRAME_BYTES", 512 * 1024, minimum=1024)
 CODEACT_HISTORY_MESSAGES = env_int("CODEACT_HISTORY_MESSAGES", 60, minimum=1)
 # Live execution output is coalesced into one frame per this interval.
 CODEACT_OUTPUT_INTERVAL = env_float("CODEACT_OUTPUT_INTERVAL", 0.05, minimum=0.01)

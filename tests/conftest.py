@@ -113,13 +113,25 @@ class Socket:
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
         self.frames: list[dict[str, Any]] = []
+        self.parts: list[dict[str, Any]] = []
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         text = frame if isinstance(frame, str) else json.dumps(frame)
         await self.communicator.send_to(text_data=text)
 
     async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
-        frame = json.loads(await self.communicator.receive_from(timeout))
+        """The next frame; a large one sent in `part` frames is joined (as socket.js
+        does) and its parts are kept in `parts`."""
+        texts: list[str] = []
+        while True:
+            frame = json.loads(await self.communicator.receive_from(timeout))
+            if frame["type"] != "part":
+                break
+            self.parts.append(frame)
+            texts.append(frame["text"])
+            if frame["last"]:
+                frame = json.loads("".join(texts))
+                break
         self.frames.append(frame)
         return frame
 

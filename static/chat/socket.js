@@ -59,12 +59,23 @@ export function connect({ onEvent, onChange }) {
     }
     onChange();
   });
+  let parts = null; // the texts of a large frame that comes in `part` frames
   socket.addEventListener("message", (msg) => {
+    let event;
     try {
-      onEvent(JSON.parse(msg.data));
+      event = JSON.parse(msg.data);
+      if (event.type === "part") {
+        if (!parts || parts.id !== event.id) parts = { id: event.id, texts: [] };
+        parts.texts.push(event.text);
+        if (!event.last) return;
+        event = JSON.parse(parts.texts.join(""));
+        parts = null;
+      }
     } catch (err) {
       console.error("bad frame from server", err);
+      return;
     }
+    onEvent(event);
   });
   socket.addEventListener("close", (ev) => {
     onChange();

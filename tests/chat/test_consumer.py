@@ -114,6 +114,24 @@ async def test_resume_replays_what_a_client_missed(worker, model_server, owner, 
         assert (await sock.receive_until(lambda f: f["type"] == "sync"))["events"] == []
 
 
+async def test_a_resync_larger_than_a_frame_comes_in_parts(owner, conversation, settings):
+    settings.CODEACT_SEND_FRAME_BYTES = 4096
+    long_text = "Row " * 5000  # 20 KB: five parts and more
+    await database_sync_to_async(Message.objects.create)(
+        conversation=conversation, role="assistant", content=long_text, seq=1
+    )
+    async with open_socket(owner, conversation.id) as sock:
+        await sock.receive()  # hello
+        await sock.send({"type": "resume", "after_seq": 0})
+        sync = await sock.receive_until(lambda f: f["type"] == "sync")
+        await sock.send({"type": "ping"})
+        assert await sock.receive() == {"type": "pong"}  # the socket is still open
+    contents = [e["message"]["content"] for e in sync["events"] if e["type"] == "message"]
+    assert contents == [long_text]
+    assert len(sock.parts) > 5
+    assert all(len(json.dumps(p, separators=(",", ":"))) <= 4096 for p in sock.parts)
+
+
 async def test_a_reload_mid_turn_shows_the_partial_reply_and_continues(
     worker, model_server, owner, conversation
 ):

@@ -1,8 +1,10 @@
+import json
+
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from chat.consumers import _explain
-from chat.events import ClientFrame, ResumeFrame, UserMessageFrame
+from chat.events import ClientFrame, ResumeFrame, UserMessageFrame, encode_frames
 
 frames = TypeAdapter(ClientFrame)
 
@@ -40,3 +42,36 @@ def test_it_parses_a_model_choice():
     assert (frame.type, frame.model) == ("set_model", "qwen")
     with pytest.raises(ValidationError):
         frames.validate_json('{"type": "set_model", "model": ""}')
+
+
+def join(texts):
+    """What socket.js does with what encode_frames gives."""
+    parts = [json.loads(t) for t in texts]
+    if parts[0]["type"] != "part":
+        assert len(parts) == 1
+        return parts[0]
+    assert {p["id"] for p in parts} == {7}
+    assert [p["last"] for p in parts] == [False] * (len(parts) - 1) + [True]
+    return json.loads("".join(p["text"] for p in parts))
+
+
+def test_a_frame_within_the_limit_goes_as_it_is():
+    event = {"type": "pong"}
+    assert encode_frames(event, 1024, 7) == ['{"type":"pong"}']
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain " * 2000,
+        '"\\' * 3000,  # each character doubles when quoted again
+        "é漢🙂\n\t" * 2000,  # escaped to \\uXXXX, surrogate pairs for the emoji
+        "\x00\x1f" * 2000,
+    ],
+)
+def test_a_large_frame_goes_in_parts_under_the_limit_that_join_to_it(text):
+    event = {"type": "sync", "last_seq": 3, "events": [{"type": "output", "text": text}]}
+    texts = encode_frames(event, 1024, 7)
+    assert len(texts) > 1
+    assert max(len(t.encode()) for t in texts) <= 1024
+    assert join(texts) == event

@@ -36,6 +36,9 @@ class PageClient:
         self.refused_resumes = 0
         self.connects = 0
         self.acks: list[dict[str, Any]] = []
+        self.parts_id: int | None = None
+        self.parts: list[str] = []
+        self.frames_in_parts = 0  # large frames that came in `part` frames
 
     # --- connection ----------------------------------------------------------------
 
@@ -104,7 +107,24 @@ class PageClient:
             except ConnectionClosed:
                 self.ws = None
                 continue
-            await self.apply(json.loads(raw))
+            event = self.join_parts(json.loads(raw))
+            if event is not None:
+                await self.apply(event)
+
+    def join_parts(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The frame itself, or once its last `part` arrived, the large frame the
+        parts carry; None while parts are still coming (socket.js does the same)."""
+        if event["type"] != "part":
+            return event
+        if self.parts_id != event["id"]:
+            self.parts_id, self.parts = event["id"], []
+        self.parts.append(event["text"])
+        if not event["last"]:
+            return None
+        self.parts_id = None
+        self.frames_in_parts += 1
+        joined: dict[str, Any] = json.loads("".join(self.parts))
+        return joined
 
     # --- state ------------------------------------------------------------------------
 
