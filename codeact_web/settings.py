@@ -361,6 +361,10 @@ CODEACT_SANDBOXES_PER_USER = env_int("CODEACT_SANDBOXES_PER_USER", 3, minimum=1)
 # Live sandboxes (pool and claimed) on the engine at once, whoever they belong to:
 # an idle sandbox holds ~120 MB, a busy one up to CODEACT_SANDBOX_MEMORY_MB.
 CODEACT_SANDBOXES_PER_HOST = env_int("CODEACT_SANDBOXES_PER_HOST", 50, minimum=1)
+# Sandboxes that start (container created, kernel coming up) at the same moment,
+# across all workers; the others queue for up to the start timeout. Fifty at once
+# made the engine answer after docker-py's 60 s timeout.
+CODEACT_SANDBOX_STARTS_AT_ONCE = env_int("CODEACT_SANDBOX_STARTS_AT_ONCE", 4, minimum=1)
 
 # --- Accounts, quotas, retention (issue 14: one user cannot starve the others) ----------
 # open: anyone signs up; invite: only with an admin-made invite link; closed: nobody.

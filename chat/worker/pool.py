@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, SandboxRecord
+from chat.worker.start_slots import start_slot
 from sandbox.api import Limits, Sandbox, SandboxError
 from sandbox.docker_backend import DockerSandbox, docker_client, managed_containers
 from sandbox.image_tag import image_tag
@@ -63,13 +64,15 @@ def deployment_labels() -> dict[str, str]:
 
 
 def _new_container(**labels: str) -> DockerSandbox:
-    return DockerSandbox(
-        _client(),
-        image(),
-        limits(),
-        {**deployment_labels(), **labels},
-        runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
-    )
+    """Start a container, once one of the engine's start slots is free."""
+    with start_slot(wait=limits().start_timeout):
+        return DockerSandbox(
+            _client(),
+            image(),
+            limits(),
+            {**deployment_labels(), **labels},
+            runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
+        )
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from chat.models import SandboxRecord
-from chat.worker import pool
+from chat.worker import pool, start_slots
 from sandbox.api import SandboxError
 from tests.factories import ConversationFactory, UserFactory
 
@@ -164,3 +164,72 @@ def test_the_host_cap_bounds_every_user_and_the_pool(owner, other_user, settings
     settings.CODEACT_POOL_SIZE = 3
     assert pool.top_up_pool() == 0  # the pool does not start past the host cap
     assert SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).count() == 2
+
+
+def test_sandboxes_start_a_few_at_a_time(owner, settings, monkeypatch):
+    """A burst of new conversations queues for start slots instead of asking the
+    engine for every container at once; every one of them still gets its sandbox."""
+    settings.CODEACT_POOL_SIZE = 0
+    settings.CODEACT_SANDBOX_STARTS_AT_ONCE = 2
+    real = pool.DockerSandbox
+    lock = threading.Lock()
+    starting = [0]
+    most = [0]
+
+    def counted(*args, **kwargs):
+        with lock:
+            starting[0] += 1
+            most[0] = max(most[0], starting[0])
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                starting[0] -= 1
+
+    monkeypatch.setattr(pool, "DockerSandbox", counted)
+    users = [owner, *(UserFactory(username=f"burst{i}") for i in range(4))]
+    results = _claim_at_once([ConversationFactory(owner=u) for u in users])
+    assert all(isinstance(r, pool.Claim) for r in results), results
+    assert most[0] == 2
+
+
+def test_a_start_that_waits_too_long_for_a_slot_says_so(settings):
+    settings.CODEACT_SANDBOX_STARTS_AT_ONCE = 1
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        from django.db import connection
+
+        with start_slots.start_slot(wait=5):
+            held.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        with pytest.raises(SandboxError) as refused:
+            with start_slots.start_slot(wait=0.5):
+                pass
+        assert "starting many Python sandboxes at once (1 at a time)" in refused.value.message
+        assert not refused.value.permanent
+    finally:
+        release.set()
+        holder.join(10)
+    with start_slots.start_slot(wait=5):  # freed by its holder
+        pass
+
+
+def test_a_failed_start_frees_its_slot(owner, settings, monkeypatch):
+    settings.CODEACT_POOL_SIZE = 0
+    settings.CODEACT_SANDBOX_STARTS_AT_ONCE = 1
+
+    def broken(*args, **kwargs):
+        raise SandboxError("The engine is down.", permanent=False)
+
+    monkeypatch.setattr(pool, "DockerSandbox", broken)
+    with pytest.raises(SandboxError, match="engine is down"):
+        pool.claim_for(ConversationFactory(owner=owner))
+    with start_slots.start_slot(wait=1):
+        pass
