@@ -8,7 +8,9 @@ Each process has a bounded pool (psycopg's, through Django's
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +72,25 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = "5"
         return response
     return defaults.server_error(request)
+
+
+def wait_until_reachable(seconds: float) -> bool:
+    """After the database went away: drop this thread's broken connection and get a
+    working one, trying for up to `seconds`. True once the database answers."""
+    from django.db import DatabaseError, connection
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except DatabaseError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
 
 # Connections `make run` leaves for everything but its workers: the web process's

@@ -153,6 +153,9 @@ if CODEACT_DB_POOL_SIZE:
         "timeout": CODEACT_DB_POOL_TIMEOUT,
         "max_idle": 60.0,  # idle connections above min_size close after a minute
     }
+    # Django then has the pool check a connection as it leaves it: after a database
+    # restart every idle one is dead, and each would otherwise fail one request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Closing a pooled connection hands it back: Django must not keep it per thread,
     # and Celery returns a task's connection to the pool when the task ends.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

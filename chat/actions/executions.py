@@ -98,12 +98,19 @@ def do_fail_execution(execution: Execution, detail: str) -> Execution:
     return execution
 
 
-def mark_lost(turn: Turn) -> None:
+def mark_lost(turn: Turn, detail: str = LOST_DETAIL) -> None:
     """Cells still running when their worker vanished end as `lost`: they may or
     may not have finished, and are never run again (in the caller's transaction)."""
     for execution in turn.executions.filter(status=Execution.Status.RUNNING):
         execution.conversation = turn.conversation
-        close_execution(execution, Execution.Status.LOST, LOST_DETAIL)
+        close_execution(execution, Execution.Status.LOST, detail)
+
+
+def do_lose_executions(turn: Turn, detail: str) -> None:
+    """The turn's running cells end as `lost`, for this reason: their runner lost
+    track of them (its database went away mid-cell)."""
+    with transaction.atomic():
+        mark_lost(turn, detail)
 
 
 @dataclass

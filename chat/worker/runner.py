@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from chat import broadcast, lease, live
 from chat.actions import executions, replies, turns
@@ -26,9 +27,17 @@ from chat.lease import LeaseLost
 from chat.models import Execution, Message, Turn
 from chat.worker.executor import ConversationExecutor
 from chat.worker.stop_watch import Watched, stop_watch
+from codeact_web import database
 from sandbox.api import OnOutput, Output, SandboxError
 
 log = logging.getLogger(__name__)
+
+# How long a turn whose database went away waits for it, to end the turn itself.
+DATABASE_OUTAGE_WAIT = 60.0
+DATABASE_LOST_DETAIL = (
+    "The database stopped answering while this code ran. The code may or may not have "
+    "finished; it was not run again."
+)
 
 
 @functools.lru_cache(maxsize=32)
@@ -240,6 +249,9 @@ class TurnRunner:
                 )
         except LeaseLost:
             raise
+        except (OperationalError, InterfaceError):
+            log.warning("turn %s: the database went away", self.turn.pk, exc_info=True)
+            self._fail_after_database_outage()
         except Exception:
             log.exception("turn %s crashed", self.turn.pk)
             self._fail(
@@ -248,6 +260,28 @@ class TurnRunner:
         else:
             status = Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
             turns.do_finish_turn(self.turn, status)
+
+    def _fail_after_database_outage(self) -> None:
+        """The database went away mid-turn (a restart, a failover) and took this
+        thread's connection and the write in flight with it. Once it answers again,
+        end the turn saying so. The cell that was running is `lost` (it may have
+        finished; it is not run again) and output not yet stored is dropped: what
+        this thread holds may no longer match the rows. If the database stays away,
+        the turn's lease runs out and the sweeper ends it when it is back."""
+        if not database.wait_until_reachable(DATABASE_OUTAGE_WAIT):
+            log.error(
+                "turn %s: the database did not come back; the sweeper will end it", self.turn.pk
+            )
+            return
+        if self.execution is not None:
+            self.pending = []
+            executions.do_lose_executions(self.turn, DATABASE_LOST_DETAIL)
+            self.execution = None
+        self._fail(
+            "database_unavailable",
+            "The database stopped answering while this answer was being written; what was "
+            "saved before that is kept. Press Retry to try again.",
+        )
 
     def _fail(self, code: str, message: str) -> None:
         if self.message is None:  # failed before the model was asked: close the stored reply

@@ -89,6 +89,21 @@ def test_it_serves_more_concurrent_requests_than_connections_without_a_500(web, 
     assert 1 <= held <= POOL  # named, so an operator sees who holds what
 
 
+def test_the_pooled_connections_a_database_restart_killed_fail_no_request(web, owner):
+    """A restart (here: every backend of the web process terminated) leaves dead
+    connections in the pool; each is checked as it leaves it, and replaced."""
+    cookie = session_cookie(owner)
+    with ThreadPoolExecutor(POOL) as threads:  # open several pooled connections
+        assert {s for s, _ in threads.map(lambda _: get(web, cookie), range(12))} == {200}
+    killed = scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'codeact-web'"
+    )
+    assert killed >= 1
+    answers = [get(web, cookie) for _ in range(POOL + 2)]
+    assert [status for status, _ in answers] == [200] * (POOL + 2), answers[0][1][:300]
+
+
 @pytest.mark.parametrize("web", [SMALL_POOL], indirect=True)
 def test_it_answers_503_when_no_connection_frees_up_in_time(web, owner):
     cookie = session_cookie(owner)

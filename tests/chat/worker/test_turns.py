@@ -369,6 +369,43 @@ async def test_a_worker_killed_mid_cell_is_interrupted_and_nothing_runs_twice(
     assert "cut off when the worker running it stopped" in str(model_server.requests[1]["messages"])
 
 
+def _cut_the_workers_database_connections() -> int:
+    """What a database restart does to a worker: every connection it holds dies."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name LIKE 'codeact-%%' AND application_name <> 'codeact-tests'"
+        )
+        killed: int = cursor.fetchone()[0]
+    return killed
+
+
+async def test_a_database_outage_mid_cell_fails_the_turn_and_says_why(
+    worker, model_server, owner, conversation
+):
+    model_server.push(code("import time\nprint('started', flush=True)\ntime.sleep(2)"))
+    async with open_socket(owner, conversation.id) as sock:
+        await sock.send({"type": "user_message", "text": "Long job"})
+        await sock.receive_until(lambda f: f["type"] == "output", timeout=30)
+        assert await db(_cut_the_workers_database_connections)() >= 1
+        finished = await sock.turn_finished(20)
+    assert finished["turn"]["status"] == "failed"
+    assert finished["turn"]["error_code"] == "database_unavailable"
+    assert "database" in finished["turn"]["error"]
+    (execution,) = await db(executions_of)(conversation)
+    assert execution.status == "lost"  # it may have finished: never run again
+    assert "database stopped answering" in execution.detail
+    assert [o.text for o in await db(outputs_of)(execution)] == ["started\n"]
+
+    model_server.push(Script(text="Back."))  # the worker goes on with new connections
+    async with open_socket(owner, conversation.id) as sock:
+        finished = await ask(sock, "Again")
+    assert finished["turn"]["status"] == "done"
+
+
 def _take_lease(turn_id: int) -> None:
     """What the sweeper does to a worker that paused past its lease (a long GC, a
     frozen VM): the turn is interrupted while its thread lives on. The row lock
