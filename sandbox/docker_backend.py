@@ -2,8 +2,8 @@
 
 The container has no network interface, no capabilities, a read-only root,
 size-capped tmpfs for /tmp and /workspace, a non-root uid, pids/memory/CPU/
-ulimit caps, an empty environment and no log (the bridge is PID 1 and hides
-itself from the kernel's code; see sandbox/image/bridge.py). The host talks
+ulimit caps, an empty environment and no log (sandbox/profile.py); the
+bridge is PID 1 and hides itself from the kernel's code (sandbox/image/bridge.py). The host talks
 to the bridge over the container's stdin/stdout: no port, no shared path, no
 `docker exec`, the same for a local or remote daemon and under gVisor, which
 is the default runtime wherever the engine has it (sandbox/runtime.py).
@@ -26,8 +26,8 @@ from typing import Any
 
 import docker
 import requests
-from docker.types import LogConfig, Ulimit
 
+from sandbox import profile
 from sandbox.api import (
     ExecutionResult,
     Limits,
@@ -51,7 +51,6 @@ ENGINE_ERRORS = (
 )
 
 LABEL = "codeact.managed"
-SANDBOX_UID = 1000
 # The bridge signs its lines with a key the host sends first; a process that
 # attaches later reads it from this label (the sandbox cannot see its labels).
 KEY_LABEL = "codeact.bridge-key"
@@ -109,38 +108,6 @@ class DockerSandbox(FileTransfers):
 
     # --- lifecycle -------------------------------------------------------------
 
-    def _host_config(self) -> Any:
-        limits = self.limits
-        tmpfs_opts = f"rw,nosuid,nodev,nr_inodes={limits.inodes}"
-        return self.client.api.create_host_config(
-            network_mode="none",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            read_only=True,
-            tmpfs={
-                "/tmp": f"{tmpfs_opts},size={limits.tmp_bytes},mode=1777",
-                "/workspace": f"{tmpfs_opts},size={limits.workspace_bytes},"
-                f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755",
-            },
-            # No docker-init: the bridge is PID 1 so that no process the kernel
-            # can inspect holds the protocol's pipes (it reaps orphans itself).
-            init=False,
-            pids_limit=limits.pids,
-            mem_limit=limits.memory_bytes,
-            memswap_limit=limits.memory_bytes,
-            nano_cpus=int(limits.cpus * 1e9),
-            ulimits=[
-                Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
-                Ulimit(name="fsize", soft=limits.fsize_bytes, hard=limits.fsize_bytes),
-                Ulimit(name="core", soft=0, hard=0),
-            ],
-            runtime=self.runtime or None,
-            ipc_mode="private",
-            # Nothing reads container logs (stderr comes over the attach stream),
-            # and any log the daemon keeps is host disk that code could fill.
-            log_config=LogConfig(type=LogConfig.types.NONE),
-        )
-
     def _start(self) -> None:
         api = self.client.api
         self._interrupt_at = None
@@ -149,17 +116,9 @@ class DockerSandbox(FileTransfers):
         try:
             created = api.create_container(
                 self.image,
-                command=["--preload", ",".join(self.limits.preload)],
-                stdin_open=True,
-                # detach: without it docker-py sets StdinOnce, and the first
-                # attach to close would close the bridge's stdin for good.
-                detach=True,
-                tty=False,
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
-                environment={},
                 labels={**self.labels, KEY_LABEL: key},
-                network_disabled=True,
-                host_config=self._host_config(),
+                host_config=profile.host_config(api, self.limits, self.runtime),
+                **profile.container_options(self.limits),
             )
             self.id = created["Id"]
             conn = self._attach(key)

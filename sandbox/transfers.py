@@ -8,6 +8,7 @@ bounded here (chunk size and count, total bytes) whatever it claims.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import io
@@ -24,10 +25,11 @@ MAX_PATH_BYTES = 4096
 MAX_COUNT = 1 << 53  # a count the bridge reports beyond this is nonsense
 
 
-class FileTransfers:
+class FileTransfers(abc.ABC):
     id: str
     limits: Limits
 
+    @abc.abstractmethod
     def _control(
         self,
         op: str,
@@ -35,7 +37,7 @@ class FileTransfers:
         on_chunk: Callable[[Any], None] | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        """Send one request to the bridge; its chunks go to on_chunk; its done is returned."""
 
     def put_file(self, path: str, data: FileSource) -> int:
         """Write a file under /workspace, piece by piece; see sandbox.api.Sandbox.put_file."""
