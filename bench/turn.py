@@ -70,15 +70,15 @@ logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from chat.actions.conversations import model_config  # noqa: E402
 from chat.agent.model import ModelSettings, OpenAIModelClient  # noqa: E402
-from chat.models import Conversation, SandboxRecord  # noqa: E402
+from chat.models import SandboxRecord  # noqa: E402
 from chat.worker import pool  # noqa: E402
 from tests.support.processes import start_web, start_worker  # noqa: E402
 from tests.support.scripted_model import Script, ScriptedModelServer  # noqa: E402
+from tests.support.sessions import signed_in_user  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_TOKEN_RATE", "50"))  # tokens per second per reply
 TOKENS = int(os.environ.get("BENCH_TOKENS", "48"))
@@ -297,18 +297,7 @@ class Client:
 
 
 def make_clients(count: int, web_port: int) -> list[Client]:
-    user_model = get_user_model()
-    clients = []
-    for n in range(count):
-        user = user_model.objects.create_user(f"{RUN}-{n}", password=None)
-        session = SessionStore()
-        session["_auth_user_id"] = str(user.pk)
-        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        session["_auth_user_hash"] = user.get_session_auth_hash()
-        session.create()
-        conversation = Conversation.objects.create(owner=user, model="default")
-        clients.append(Client(web_port, f"sessionid={session.session_key}", str(conversation.id)))
-    return clients
+    return [Client(web_port, *signed_in_user(f"{RUN}-{n}")) for n in range(count)]
 
 
 async def app_level(clients: list[Client], text: str, rounds: int, *, burst: bool) -> list[Timing]:

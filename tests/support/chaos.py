@@ -198,25 +198,16 @@ def manage(env: dict[str, str], *args: str) -> str:
 # DATABASE_URL names; prints what a client needs.
 _NEW_USER = """
 import json
-from django.contrib.auth import get_user_model
-from django.contrib.sessions.backends.db import SessionStore
-from chat.models import Conversation
-user = get_user_model().objects.create_user({name!r}, password=None)
-session = SessionStore()
-session["_auth_user_id"] = str(user.pk)
-session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-session["_auth_user_hash"] = user.get_session_auth_hash()
-session.create()
-conversation = Conversation.objects.create(owner=user, model="default")
-print(json.dumps({{"cookie": "sessionid=" + session.session_key, "id": str(conversation.id)}}))
+from tests.support.sessions import signed_in_user
+print(json.dumps(signed_in_user({name!r})))
 """
 
 
 def new_user(env: dict[str, str], name: str) -> tuple[str, str]:
     """(session cookie, conversation id) of a new user in the database of `env`."""
     out = manage(env, "shell", "-c", _NEW_USER.format(name=name))
-    data = json.loads(out.strip().splitlines()[-1])
-    return data["cookie"], data["id"]
+    cookie, conversation_id = json.loads(out.strip().splitlines()[-1])
+    return cookie, conversation_id
 
 
 # --- what the database holds ----------------------------------------------------------
