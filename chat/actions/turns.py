@@ -130,6 +130,13 @@ def renew_leases(turn_ids: list[int]) -> set[int]:
         return {int(row[0]) for row in cursor.fetchall()}
 
 
+def ended_turns(turn_ids: set[int]) -> set[int]:
+    """Which of these turns their own runner ended (done, failed, stopped), as
+    opposed to the sweeper (interrupted) or a deletion (gone)."""
+    ended = (Turn.Status.DONE, Turn.Status.FAILED, Turn.Status.STOPPED)
+    return set(Turn.objects.filter(pk__in=turn_ids, status__in=ended).values_list("pk", flat=True))
+
+
 def stopped_turns(turn_ids: list[int]) -> set[int]:
     """Which of these turns the user asked to stop. Polled five times a second by
     each worker process for all its running turns: plain SQL, not a query the ORM

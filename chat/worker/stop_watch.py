@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from chat.actions.turns import renew_leases, stopped_turns
+from chat.actions.turns import ended_turns, renew_leases, stopped_turns
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.2  # Stop must close the model stream within 0.5 s
@@ -100,11 +100,15 @@ class StopWatch:
         alive = [
             turn_id
             for turn_id, turn in watched.items()
-            if now - turn.beat_at < settings.CODEACT_TURN_STALL_SECONDS
+            if now - turn.beat_at < settings.CODEACT_TURN_STALL_SECONDS and not turn.lost.is_set()
         ]
-        held = renew_leases(alive)
-        for turn_id in set(alive) - held:
-            log.warning("turn %s: the lease is gone; the turn stops here", turn_id)
+        gone = set(alive) - renew_leases(alive)
+        # A turn that has just ended by its own thread's hand is still watched until
+        # that thread forgets it: it needs telling, but it lost nothing.
+        ended = ended_turns(gone) if gone else set()
+        for turn_id in gone:
+            if turn_id not in ended:
+                log.warning("turn %s: the lease is gone; the turn stops here", turn_id)
             watched[turn_id].lost.set()
 
 

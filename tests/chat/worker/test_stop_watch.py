@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 
 from chat.actions import messages, turns
+from chat.models import Turn
 from chat.worker.stop_watch import StopWatch
 from tests.factories import ConversationFactory
 
@@ -38,3 +39,27 @@ def test_the_stop_watch_tells_each_running_turn_of_its_own_stop(owner):
     watch.forget(running_turns[1].pk)
     ids = [t.pk for t in running_turns]
     assert turns.stopped_turns(ids) == {running_turns[0].pk}
+
+
+def claimed_turn(owner):
+    _, turn = messages.do_send_user_message(ConversationFactory(owner=owner), "hello")
+    claimed = turns.claim_turn(turn.pk)
+    assert claimed is not None
+    return claimed.turn
+
+
+def test_only_a_turn_the_sweeper_closed_is_reported_as_lost(owner, settings, caplog):
+    """A turn that just ended by itself is still watched for a moment (its thread
+    forgets it after its last write): that is no lost lease worth a warning."""
+    settings.CODEACT_TURN_LEASE_SECONDS = 3  # renewals every second
+    ended, taken = claimed_turn(owner), claimed_turn(owner)
+    watch = StopWatch(interval=0.05)
+    ended_watch, taken_watch = watch.watch(ended.pk), watch.watch(taken.pk)
+    turns.do_finish_turn(ended, "done")
+    Turn.objects.filter(pk=taken.pk).update(status="interrupted")  # the sweeper's doing
+    assert taken_watch.lost.wait(5)
+    assert ended_watch.lost.wait(5)  # its thread stops, quietly
+    watch.forget(ended.pk)
+    watch.forget(taken.pk)
+    warnings = [r.getMessage() for r in caplog.records if "lease is gone" in r.getMessage()]
+    assert warnings == [f"turn {taken.pk}: the lease is gone; the turn stops here"]
