@@ -209,9 +209,8 @@ def test_a_start_that_waits_too_long_for_a_slot_says_so(settings):
     holder.start()
     assert held.wait(10)
     try:
-        with pytest.raises(SandboxError) as refused:
-            with start_slots.start_slot(wait=0.5):
-                pass
+        with pytest.raises(SandboxError) as refused, start_slots.start_slot(wait=0.5):
+            pass
         assert "starting many Python sandboxes at once (1 at a time)" in refused.value.message
         assert not refused.value.permanent
     finally:
