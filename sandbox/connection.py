@@ -135,6 +135,7 @@ class Connection:
         self.ready = threading.Event()
         self.warm = threading.Event()
         self.closed = threading.Event()
+        self.closed_why = ""  # what ended the stream, for the error a user sees
         self.stderr: deque[str] = deque(maxlen=50)
         self.rejected = 0  # lines that are not the bridge's (unsigned, replayed, too long)
         self.unasked = 0  # the bridge's replies that no request here waits for
@@ -154,6 +155,7 @@ class Connection:
                 except TimeoutError:
                     continue  # the timeout is for sends; a quiet bridge is fine
                 if not data or self.closed.is_set():
+                    self._closing("the stream ended" if not data else "closed here")
                     break
                 lines, errors = demux.feed(data)
                 if errors:
@@ -163,10 +165,14 @@ class Connection:
                 if demux.too_long:
                     self._reject(f"{demux.too_long} line(s) over {self.max_line} bytes")
                     demux.too_long = 0
-        except OSError:
-            pass
+        except OSError as exc:
+            self._closing(f"reading failed: {exc.strerror or exc}")
         finally:
             self.close()
+
+    def _closing(self, why: str) -> None:
+        if not self.closed_why:
+            self.closed_why = why
 
     def _verify(self, line: bytes) -> bytes | None:
         """The JSON of a line signed with this container's key, newer than the last one."""
@@ -227,7 +233,7 @@ class Connection:
     def open(self, op: str, register: bool = True, **fields: Any) -> Request:
         """Send a request. Unregistered (fire-and-forget) requests get no replies."""
         if self.closed.is_set():
-            raise ConnectionError("the sandbox connection is closed")
+            raise ConnectionError(f"the connection is closed ({self.closed_why or 'closed here'})")
         request = Request(next(self._ids), op)
         with self._lock:
             if register:
@@ -240,8 +246,9 @@ class Connection:
                 self.sock.sendall(line.encode())
         except OSError as exc:
             self.forget(request)
+            self._closing(f"sending failed: {exc.strerror or exc}")
             self.close()
-            raise ConnectionError(str(exc) or type(exc).__name__) from exc
+            raise ConnectionError(f"sending '{op}' failed ({self.closed_why})") from exc
         if self.closed.is_set():  # closed while sending: close() may have missed it
             request.inbox.put({"type": "eof"})
         return request
@@ -264,6 +271,7 @@ class Connection:
         """Stop taking replies; everyone waiting gets an eof."""
         if self.closed.is_set():
             return
+        self._closing("closed here")
         self.closed.set()
         self.ready.set()
         self.warm.set()

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from sandbox.api import Limits, SandboxError
+from sandbox.connection import Connection
 from sandbox.docker_backend import DockerSandbox
 
 Reply = Callable[[dict[str, Any]], list[Any]]
@@ -299,3 +300,14 @@ def test_an_engine_that_times_out_gives_a_sandbox_error_a_turn_can_report():
         DockerSandbox(engine, "image", LIMITS, {}, runtime="auto")  # type: ignore[arg-type]
     assert not failed.value.permanent
     assert "Could not start a sandbox" in failed.value.message
+
+
+def test_a_request_on_a_stream_that_ended_says_so():
+    """The error a turn reports says what ended the connection (here: the engine
+    closed the attach stream), not only the errno of the send that noticed."""
+    host, bridge = socket.socketpair()
+    conn = Connection(host, 1 << 16, "test", "key")
+    bridge.close()  # the stream ends
+    assert conn.closed.wait(5)
+    with pytest.raises(ConnectionError, match=r"the connection is closed \(the stream ended\)"):
+        conn.open("ping")
