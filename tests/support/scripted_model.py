@@ -53,6 +53,9 @@ class Script:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: fifty turns asking at once overflow it,
+    # and a connection the kernel dropped from a full queue waits for a resend.
+    request_queue_size = 256
     owner: ScriptedModelServer
 
 
