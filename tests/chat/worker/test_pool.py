@@ -230,5 +230,24 @@ def test_a_failed_start_frees_its_slot(owner, settings, monkeypatch):
     monkeypatch.setattr(pool, "DockerSandbox", broken)
     with pytest.raises(SandboxError, match="engine is down"):
         pool.claim_for(ConversationFactory(owner=owner))
-    with start_slots.start_slot(wait=1):
-        pass
+    # Advisory locks stack within one session: only another connection can tell
+    # whether the slot was given back.
+    assert _slot_free_for_another_session()
+
+
+def _slot_free_for_another_session() -> bool:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def take() -> bool:
+        try:
+            with start_slots.start_slot(wait=1):
+                return True
+        except SandboxError:
+            return False
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(take).result()
