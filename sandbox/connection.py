@@ -135,7 +135,7 @@ class Connection:
         self.ready = threading.Event()
         self.warm = threading.Event()
         self.closed = threading.Event()
-        self.closed_why = ""  # what ended the stream, for the error a user sees
+        self.closed_why = ""  # what ended the stream first (set before `closed`)
         self.stderr: deque[str] = deque(maxlen=50)
         self.rejected = 0  # lines that are not the bridge's (unsigned, replayed, too long)
         self.unasked = 0  # the bridge's replies that no request here waits for
@@ -154,8 +154,10 @@ class Connection:
                     data = self.sock.recv(1 << 16)
                 except TimeoutError:
                     continue  # the timeout is for sends; a quiet bridge is fine
-                if not data or self.closed.is_set():
-                    self._closing("the stream ended" if not data else "closed here")
+                if not data:
+                    self._closing("the stream ended")
+                    break
+                if self.closed.is_set():
                     break
                 lines, errors = demux.feed(data)
                 if errors:
@@ -233,7 +235,7 @@ class Connection:
     def open(self, op: str, register: bool = True, **fields: Any) -> Request:
         """Send a request. Unregistered (fire-and-forget) requests get no replies."""
         if self.closed.is_set():
-            raise ConnectionError(f"the connection is closed ({self.closed_why or 'closed here'})")
+            raise ConnectionError(f"the connection is closed ({self.closed_why})")
         request = Request(next(self._ids), op)
         with self._lock:
             if register:

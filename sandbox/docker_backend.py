@@ -2,9 +2,9 @@
 
 The container has no network interface, no capabilities, a read-only root,
 size-capped tmpfs for /tmp and /workspace, a non-root uid, pids/memory/CPU/
-ulimit caps, an empty environment and no log (sandbox/profile.py); the
-bridge is PID 1 and hides itself from the kernel's code (sandbox/image/bridge.py). The host talks
-to the bridge over the container's stdin/stdout: no port, no shared path, no
+ulimit caps, an empty environment and no log (sandbox/profile.py); the bridge
+is PID 1 and hides itself from the kernel's code (sandbox/image/bridge.py). The
+host talks to the bridge over the container's stdin/stdout: no port, no shared path, no
 `docker exec`, the same for a local or remote daemon and under gVisor, which
 is the default runtime wherever the engine has it (sandbox/runtime.py).
 
