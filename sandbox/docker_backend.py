@@ -191,6 +191,10 @@ class DockerSandbox(FileTransfers):
                 self.client.api.remove_container(self.id, force=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "already in progress" in str(exc):
+                    return  # someone else (the watchdog's own removal) is on it
+                log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
             except ENGINE_ERRORS:
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
 

@@ -46,20 +46,25 @@ def runtime(request: pytest.FixtureRequest) -> str:
 def make_sandbox(
     client: Any, runtime: str, limits: Limits = TEST_LIMITS, **labels: str
 ) -> DockerSandbox:
-    return DockerSandbox(
+    """A sandbox whose kernel is up: a cold start under gVisor on a busy machine can take
+    longer than the tests' 4 s cell limit, which would then time out before any code ran."""
+    box = DockerSandbox(
         client,
         image_tag(),
         limits,
         {"codeact.conversation": labels.get("conversation", "test"), "codeact.test": "1"},
         runtime=None if runtime == "runc" else runtime,
     )
+    if not box.warm.wait(90):
+        box.close()
+        raise AssertionError("the sandbox's kernel did not start within 90 s")
+    return box
 
 
 @pytest.fixture(scope="module")
 def neighbour(client: Any, runtime: str) -> Iterator[DockerSandbox]:
     """A second sandbox that must stay healthy whatever its neighbour does."""
     sandbox = make_sandbox(client, runtime, conversation="neighbour")
-    sandbox.warm.wait(60)
     sandbox.execute("canary = 'still here'")
     yield sandbox
     sandbox.close()
@@ -68,7 +73,6 @@ def neighbour(client: Any, runtime: str) -> Iterator[DockerSandbox]:
 @pytest.fixture
 def sandbox(client: Any, runtime: str) -> Iterator[DockerSandbox]:
     box = make_sandbox(client, runtime)
-    box.warm.wait(60)
     yield box
     box.close()
 
