@@ -111,7 +111,9 @@ def test_poll_kills_a_cell_that_ignores_the_interrupt(sandbox):
     result = sandbox.execute(code, timeout=20, poll=lambda: time.monotonic() - started > 0.3)
     assert result.status == "interrupted"
     assert result.kernel_restarted and result.state_lost
-    assert sandbox.execute("print(1)").status == "ok"
+    # The new kernel may still be starting (seconds under gVisor on a busy machine):
+    # the next cell waits for it within its own limit, longer than the tests' 4 s.
+    assert sandbox.execute("print(1)", timeout=30).status == "ok"
     recover(sandbox)
 
 
