@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from chat import broadcast, socket_sessions
 from chat.actions import quotas
-from chat.actions.conversations import access_conversation, do_set_model
+from chat.actions.conversations import access_conversation, do_set_model, do_set_web_access
 from chat.actions.errors import ActionError
 from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
 from chat.events import (
@@ -34,6 +34,7 @@ from chat.events import (
     ResumeFrame,
     RetryFrame,
     SetModelFrame,
+    SetWebAccessFrame,
     StopFrame,
     UserMessageFrame,
     describe_validation_error,
@@ -173,6 +174,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             do_request_stop(conversation)
         elif isinstance(frame, SetModelFrame):
             do_set_model(conversation, frame.model)
+        elif isinstance(frame, SetWebAccessFrame):
+            do_set_web_access(conversation, frame.on)
         elif isinstance(frame, PingFrame):
             return [{"type": "pong"}]
         return []

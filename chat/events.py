@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 # --- server -> client -------------------------------------------------------
 
@@ -44,6 +44,18 @@ class ExecutionData(TypedDict):
     dropped_note: str  # the same in words, for the page
     started_at: str
     finished_at: str | None
+    web_requests: list[WebRequestData]  # the first WEB_REQUESTS_SHOWN
+    web_total: int
+    web_refused: int
+
+
+class WebRequestData(TypedDict):
+    method: str
+    target: str  # the URL, or https://host for an HTTPS tunnel
+    outcome: str  # "status 200", "blocked: private address", ...
+    refused: bool
+    bytes: int
+    ms: int
 
 
 class OutputData(TypedDict):
@@ -84,6 +96,7 @@ class ConversationData(TypedDict):
     id: str
     title: str
     model: str
+    web_access: bool  # the owner's switch (it matters only where the deployment offers it)
 
 
 class MessageEvent(TypedDict):
@@ -269,11 +282,30 @@ class SetModelFrame(_Frame):
     model: Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
+class SetWebAccessFrame(_Frame):
+    type: Literal["set_web_access"]
+    on: StrictBool
+
+
 ClientFrame = Annotated[
-    UserMessageFrame | ResumeFrame | RetryFrame | StopFrame | PingFrame | SetModelFrame,
+    UserMessageFrame
+    | ResumeFrame
+    | RetryFrame
+    | StopFrame
+    | PingFrame
+    | SetModelFrame
+    | SetWebAccessFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("user_message", "resume", "retry", "stop", "ping", "set_model")
+CLIENT_FRAME_TYPES = (
+    "user_message",
+    "resume",
+    "retry",
+    "stop",
+    "ping",
+    "set_model",
+    "set_web_access",
+)
 
 
 def describe_validation_error(errors: list[Any]) -> str:

@@ -81,10 +81,12 @@ def history_for(turn: Turn) -> list[ChatMessage]:
     )
 
 
-def system_prompt_for(conversation_id: UUID, as_of: datetime | None = None) -> str:
+def system_prompt_for(
+    conversation_id: UUID, as_of: datetime | None = None, web: bool = False
+) -> str:
     """The system prompt, listing the conversation's files (those that existed at
-    `as_of`, when given)."""
+    `as_of`, when given), and saying whether its sandbox has web access."""
     with connection.cursor() as cursor:
         cursor.execute(_FILES_SQL, [conversation_id, as_of, as_of])
         files = [PromptFile(path, size, origin) for path, size, origin in cursor.fetchall()]
-    return codeact.system_prompt(files)
+    return codeact.system_prompt(files, web=web)

@@ -34,6 +34,8 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, default="New conversation")
     model = models.CharField(max_length=100, default="default")
+    # Whether its sandbox joins the egress network (only where CODEACT_EGRESS=proxy).
+    web_access = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_seq = models.BigIntegerField(default=0)
@@ -69,6 +71,12 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def has_web_access(self) -> bool:
+        """Its sandbox joins the egress network: the deployment offers web access
+        (CODEACT_EGRESS=proxy) and the owner left it on for this conversation."""
+        return settings.CODEACT_EGRESS == "proxy" and self.web_access
 
     def next_seq(self) -> int:
         """Take the next sequence number; must run inside the writer's transaction.
@@ -368,6 +376,9 @@ class SandboxRecord(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     removed_reason = models.CharField(max_length=40, blank=True)
+    # Its address on the egress network ("" without web access): the proxy's log
+    # names a sandbox by it.
+    egress_address = models.CharField(max_length=45, blank=True)
 
     class Meta:
         constraints = [
@@ -495,3 +506,44 @@ class Invite(models.Model):
         now = now or timezone.now()
         expired = self.expires_at is not None and self.expires_at <= now
         return self.used_at is None and self.revoked_at is None and not expired
+
+
+class WebRequest(models.Model):
+    """One request a sandbox made through the egress proxy, as the proxy logged it."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="web_requests"
+    )
+    # The cell after which it was collected (a request still open when a cell ends,
+    # such as a kept-alive HTTPS tunnel, is logged when it closes: a later cell).
+    execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="web_requests"
+    )
+    at = models.DateTimeField(db_index=True)  # when the proxy finished it
+    method = models.CharField(max_length=16)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.IntegerField(null=True, blank=True)
+    url = models.TextField(blank=True)
+    status = models.IntegerField(null=True, blank=True)
+    refused = models.BooleanField(default=False)
+    # What happened in a few words: "status 200", "blocked: private address", ...
+    outcome = models.CharField(max_length=80)
+    error = models.CharField(max_length=64, blank=True)  # Squid's error page, if any
+    reply_bytes = models.BigIntegerField(default=0)
+    request_bytes = models.BigIntegerField(default=0)
+    duration_ms = models.IntegerField(default=0)
+    server = models.CharField(max_length=64, blank=True)  # the address connected to
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["conversation", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.host}: {self.outcome}"
+
+    @property
+    def target(self) -> str:
+        """What was asked for: the URL, or https://host[:port] for an HTTPS tunnel."""
+        if self.method == "CONNECT":
+            return f"https://{self.host}" + ("" if self.port in (None, 443) else f":{self.port}")
+        return self.url

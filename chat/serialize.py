@@ -21,8 +21,17 @@ from chat.events import (
     PersistedEvent,
     TurnData,
     TurnEvent,
+    WebRequestData,
 )
-from chat.models import Conversation, Execution, Message, Output, Turn, WorkspaceFile
+from chat.models import (
+    Conversation,
+    Execution,
+    Message,
+    Output,
+    Turn,
+    WebRequest,
+    WorkspaceFile,
+)
 from chat.rendering import highlight_code, render_markdown, sanitize_table_html, shown_text
 
 
@@ -55,10 +64,30 @@ def turn_data(turn: Turn) -> TurnData:
 
 
 def conversation_data(conversation: Conversation) -> ConversationData:
-    return {"id": str(conversation.id), "title": conversation.title, "model": conversation.model}
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "model": conversation.model,
+        "web_access": conversation.web_access,
+    }
+
+
+WEB_REQUESTS_SHOWN = 50
+
+
+def web_request_data(request: WebRequest) -> WebRequestData:
+    return {
+        "method": request.method,
+        "target": request.target,
+        "outcome": request.outcome,
+        "refused": request.refused,
+        "bytes": request.reply_bytes,
+        "ms": request.duration_ms,
+    }
 
 
 def execution_data(execution: Execution) -> ExecutionData:
+    web = list(execution.web_requests.all())  # prefetched where many are serialized
     return {
         "id": execution.pk,
         "number": execution.number,
@@ -75,6 +104,9 @@ def execution_data(execution: Execution) -> ExecutionData:
         "dropped_note": dropped_note(execution.dropped),
         "started_at": execution.started_at.isoformat(),
         "finished_at": execution.finished_at.isoformat() if execution.finished_at else None,
+        "web_requests": [web_request_data(r) for r in web[:WEB_REQUESTS_SHOWN]],
+        "web_total": len(web),
+        "web_refused": sum(1 for r in web if r.refused),
     }
 
 
@@ -185,7 +217,10 @@ def events_after(conversation: Conversation, after_seq: int) -> list[PersistedEv
             message.content = current[message.pk]
         events.append(message_event(message))
     events.extend(turn_event(t) for t in conversation.turns.filter(seq__gt=after_seq))
-    events.extend(execution_event(e) for e in conversation.executions.filter(seq__gt=after_seq))
+    events.extend(
+        execution_event(e)
+        for e in conversation.executions.filter(seq__gt=after_seq).prefetch_related("web_requests")
+    )
     events.extend(
         output_event(o)
         for o in Output.objects.filter(conversation=conversation, seq__gt=after_seq).defer("image")

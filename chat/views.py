@@ -25,6 +25,7 @@ from chat.actions.conversations import (
     do_create_conversation,
     do_delete_conversation,
     do_rename_conversation,
+    web_access_offered,
 )
 from chat.actions.errors import ActionError
 from chat.actions.feedback import do_rate, feedback_by_message
@@ -97,7 +98,11 @@ def conversation_page(request: HttpRequest, conversation_id: UUID) -> HttpRespon
         "feedback": feedback_by_message(conversation, request.user),  # type: ignore[arg-type]
         "labels": labels.for_page(),
     }
-    context = _sidebar(request, conversation) | {"conversation": conversation, "initial": initial}
+    context = _sidebar(request, conversation) | {
+        "conversation": conversation,
+        "initial": initial,
+        "web_access_offered": web_access_offered(),
+    }
     return render(request, "chat/conversation.html", context)
 
 

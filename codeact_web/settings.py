@@ -369,6 +369,37 @@ CODEACT_SANDBOXES_PER_HOST = env_int("CODEACT_SANDBOXES_PER_HOST", 50, minimum=1
 # made the engine answer after docker-py's 60 s timeout.
 CODEACT_SANDBOX_STARTS_AT_ONCE = env_int("CODEACT_SANDBOX_STARTS_AT_ONCE", 4, minimum=1)
 
+# --- Web access (sandbox/egress.py; README "Web access") ------------------------------------
+# off: sandboxes have no network at all. proxy: a conversation with web access gets a
+# sandbox on CODEACT_EGRESS_NETWORK (internal, no route out) whose only reachable
+# address is the egress proxy (Squid, started by `make run` / `manage.py egress run`).
+CODEACT_EGRESS = env_str("CODEACT_EGRESS", "off").strip().lower() or "off"
+if CODEACT_EGRESS not in ("off", "proxy"):
+    raise ImproperlyConfigured("CODEACT_EGRESS must be off or proxy")
+# Whether a new conversation starts with web access on (its owner can switch it).
+CODEACT_EGRESS_DEFAULT = env_bool("CODEACT_EGRESS_DEFAULT", True)
+CODEACT_EGRESS_NETWORK = env_str("CODEACT_EGRESS_NETWORK", "codeact-egress")
+CODEACT_EGRESS_BRIDGE = env_str("CODEACT_EGRESS_BRIDGE", "codeact-egress")[:15]
+CODEACT_EGRESS_SUBNET = env_str("CODEACT_EGRESS_SUBNET", "")  # empty: Docker picks one
+CODEACT_EGRESS_PORT = env_int("CODEACT_EGRESS_PORT", 3128, minimum=1)
+# Domains (a name covers its subdomains); an allowlist, when set, is all that is reachable.
+CODEACT_EGRESS_ALLOW = env_list("CODEACT_EGRESS_ALLOW", "")
+CODEACT_EGRESS_DENY = env_list("CODEACT_EGRESS_DENY", "")
+CODEACT_EGRESS_PORTS = [int(p) for p in env_list("CODEACT_EGRESS_PORTS", "80,443")]
+CODEACT_EGRESS_TLS_PORTS = [int(p) for p in env_list("CODEACT_EGRESS_TLS_PORTS", "443")]
+# More networks or addresses to refuse, besides the private and reserved ranges and
+# the deployment's own hosts (found from DATABASE_URL, REDIS_URL, the model URLs,
+# ALLOWED_HOSTS and the proxy host's own addresses).
+CODEACT_EGRESS_DENY_NETWORKS = env_list("CODEACT_EGRESS_DENY_NETWORKS", "")
+CODEACT_EGRESS_READ_TIMEOUT = env_int("CODEACT_EGRESS_READ_TIMEOUT", 30, minimum=1)
+CODEACT_EGRESS_REQUEST_SECONDS = env_int("CODEACT_EGRESS_REQUEST_SECONDS", 120, minimum=1)
+CODEACT_EGRESS_REPLY_MAX_MB = env_int("CODEACT_EGRESS_REPLY_MAX_MB", 50, minimum=1)
+CODEACT_EGRESS_UPLOAD_MAX_MB = env_int("CODEACT_EGRESS_UPLOAD_MAX_MB", 10, minimum=1)
+CODEACT_EGRESS_REQUESTS_PER_MINUTE = env_int("CODEACT_EGRESS_REQUESTS_PER_MINUTE", 120, minimum=1)
+# Bytes one sandbox may move through the proxy in its life (requests and replies).
+CODEACT_EGRESS_BUDGET_MB = env_int("CODEACT_EGRESS_BUDGET_MB", 500, minimum=1)
+CODEACT_EGRESS_STATE_DIR = Path(env_str("CODEACT_EGRESS_STATE_DIR", str(VAR_DIR / "egress")))
+
 # --- Accounts, quotas, retention (issue 14: one user cannot starve the others) ----------
 # open: anyone signs up; invite: only with an admin-made invite link; closed: nobody.
 CODEACT_SIGNUP = env_str("CODEACT_SIGNUP", "open")

@@ -25,6 +25,7 @@ from chat.models import (
     Output,
     ReviewNote,
     Turn,
+    WebRequest,
     WorkspaceFile,
 )
 from review import actions, queries
@@ -386,6 +387,29 @@ class OutputAdmin(LogAdmin):
     @admin.display(description="Image bytes")
     def image_size(self, obj: Output) -> int:
         return len(bytes(obj.image or b""))
+
+
+@admin.register(WebRequest)
+class WebRequestAdmin(LogAdmin):
+    """Every request a sandbox made through the egress proxy (README, "Web access")."""
+
+    list_display = (
+        "at",
+        "conversation_link",
+        "execution_id",
+        "method",
+        "host",
+        "port",
+        "outcome",
+        "reply_bytes",
+        "duration_ms",
+    )
+    list_filter = ("refused", "outcome", "method", "port", "at")
+    search_fields = ("host", "url", "server")
+    date_hierarchy = "at"
+    list_select_related = ("conversation",)
+    exclude = ("conversation", "execution")
+    readonly_fields = ("conversation_link", "execution_id")
 
 
 @admin.register(WorkspaceFile)

@@ -17,7 +17,7 @@ from typing import Any
 
 from chat.agent import codeact
 from chat.history import Step, model_messages, system_prompt_for
-from chat.models import Conversation, Feedback, Message, Output, Turn
+from chat.models import Conversation, Feedback, Message, Output, Turn, WebRequest
 
 JSON_FORMAT = "codeact-web.conversations/1"
 
@@ -112,9 +112,30 @@ def _executions(conversation: Conversation) -> list[dict[str, Any]]:
             "finished_at": _time(e.finished_at),
             "duration": e.duration,
             "outputs": outputs.get(e.pk, []),
+            "web_requests": [_web_request(r) for r in e.web_requests.all()],
         }
-        for e in conversation.executions.select_related("sandbox").order_by("id")
+        for e in conversation.executions.select_related("sandbox")
+        .prefetch_related("web_requests")
+        .order_by("id")
     ]
+
+
+def _web_request(request: WebRequest) -> dict[str, Any]:
+    return {
+        "at": _time(request.at),
+        "method": request.method,
+        "host": request.host,
+        "port": request.port,
+        "url": request.url,
+        "status": request.status,
+        "refused": request.refused,
+        "outcome": request.outcome,
+        "error": request.error,
+        "reply_bytes": request.reply_bytes,
+        "request_bytes": request.request_bytes,
+        "duration_ms": request.duration_ms,
+        "server": request.server,
+    }
 
 
 def _files(conversation: Conversation, with_files: bool) -> list[dict[str, Any]]:
@@ -163,6 +184,7 @@ def conversation_record(conversation: Conversation, *, with_files: bool = False)
         "title": conversation.title,
         "owner": _user(conversation.owner),
         "model": conversation.model,
+        "web_access": conversation.web_access,
         "created_at": _time(conversation.created_at),
         "updated_at": _time(conversation.updated_at),
         "flagged": conversation.flagged,
@@ -240,7 +262,9 @@ def training_record(conversation: Conversation) -> dict[str, Any] | None:
     steps, last_turn = _answered_turns(conversation)
     if last_turn is None:
         return None
-    system = system_prompt_for(conversation.id, as_of=last_turn.created_at)
+    system = system_prompt_for(
+        conversation.id, as_of=last_turn.created_at, web=conversation.has_web_access
+    )
     ratings = Feedback.objects.filter(conversation=conversation)
     return {
         "id": str(conversation.id),

@@ -10,7 +10,7 @@ from django.db.models.functions import Length
 
 from chat.agent.text import human_size, strip_ansi
 from chat.labels import cell_status
-from chat.models import Conversation, Execution, Feedback, Message, Output, Turn
+from chat.models import Conversation, Execution, Feedback, Message, Output, Turn, WebRequest
 from chat.rendering import highlight_code, render_markdown, sanitize_table_html, shown_text
 from review.queries import FAILED_EXECUTIONS
 
@@ -34,6 +34,11 @@ class ExecutionView:
     image_bytes: int
     limits_summary: str = ""
     limits: list[tuple[str, str]] = field(default_factory=list)
+    web: list[WebRequest] = field(default_factory=list)  # through the egress proxy
+
+    @property
+    def web_refused(self) -> int:
+        return sum(1 for r in self.web if r.refused)
 
 
 @dataclass
@@ -98,9 +103,12 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (end - start).total_seconds() if start and end else None
 
 
-def _execution_view(execution: Execution, views: list[OutputView]) -> ExecutionView:
+def _execution_view(
+    execution: Execution, views: list[OutputView], web: list[WebRequest]
+) -> ExecutionView:
     summary, limits = limits_view(execution.limits or {})
     return ExecutionView(
+        web=web,
         execution=execution,
         code_html=highlight_code(execution.code),
         status_label=cell_status(execution.status),
@@ -127,6 +135,9 @@ def _outputs_by_execution(conversation: Conversation) -> dict[int, list[OutputVi
 def transcript_turns(conversation: Conversation) -> list[TurnView]:
     """The conversation turn by turn, each reply with its execution and outputs."""
     outputs = _outputs_by_execution(conversation)
+    web: dict[int, list[WebRequest]] = {}
+    for request in conversation.web_requests.exclude(execution=None):
+        web.setdefault(request.execution_id or 0, []).append(request)
     executions = {
         e.message_id: e for e in conversation.executions.select_related("sandbox").order_by("id")
     }
@@ -151,7 +162,9 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
             )
             execution = executions.get(m.pk)
             if execution is not None:
-                step.execution = _execution_view(execution, outputs.get(execution.pk, []))
+                step.execution = _execution_view(
+                    execution, outputs.get(execution.pk, []), web.get(execution.pk, [])
+                )
             steps.append(step)
         question = by_id.get(turn.user_message_id)
         if question is None:

@@ -81,18 +81,22 @@ class DockerSandbox(FileTransfers):
         labels: dict[str, str],
         runtime: str | None = None,
         container_id: str | None = None,
+        web: profile.WebAccess | None = None,
     ) -> None:
         """Start a new sandbox container, or attach to a running one (container_id).
 
         runtime: "auto" (runsc where the engine has it, else runc), "runsc",
-        "runc", or None for the engine's default.
+        "runc", or None for the engine's default. web: join this egress network
+        (web access through the proxy); None: no network at all.
         """
         self.client = client
         self.image = image
         self.limits = limits
         self.labels = {LABEL: "1", **labels}
         self.runtime = runtime
+        self.web = web
         self.id = ""
+        self.address = ""  # on the egress network; "" without web access
         self._conn: Connection | None = None
         self._interrupt_at: float | None = None
         self.started_at = 0.0
@@ -102,9 +106,22 @@ class DockerSandbox(FileTransfers):
         if runtime is not None:
             try:
                 self.runtime = choose_runtime(client, runtime).name
+                if web is not None and self.runtime == "runsc":
+                    self.runtime = self._networked_gvisor()
             except ENGINE_ERRORS as exc:
                 raise SandboxError(f"Could not ask the engine: {exc}", permanent=False) from exc
         self._start()
+
+    def _networked_gvisor(self) -> str:
+        runtimes = self.client.info().get("Runtimes") or {}
+        if profile.RUNSC_WITH_NETWORK not in runtimes:
+            raise SandboxError(
+                "Web access needs gVisor registered with a network stack as "
+                f"'{profile.RUNSC_WITH_NETWORK}' in the Docker engine (scripts/bootstrap does "
+                "it), or CODEACT_SANDBOX_RUNTIME=runc.",
+                permanent=True,
+            )
+        return profile.RUNSC_WITH_NETWORK
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -117,8 +134,8 @@ class DockerSandbox(FileTransfers):
             created = api.create_container(
                 self.image,
                 labels={**self.labels, KEY_LABEL: key},
-                host_config=profile.host_config(api, self.limits, self.runtime),
-                **profile.container_options(self.limits),
+                host_config=profile.host_config(api, self.limits, self.runtime, self.web),
+                **profile.container_options(self.limits, self.web),
             )
             self.id = created["Id"]
             conn = self._attach(key)
@@ -138,6 +155,14 @@ class DockerSandbox(FileTransfers):
             raise SandboxError(
                 f"The sandbox did not start: {detail or 'timed out'}", permanent=False
             )
+        if self.web is not None:
+            try:
+                self.address = self._address()
+            except (SandboxError, *ENGINE_ERRORS) as exc:
+                self.close()
+                raise SandboxError(
+                    f"The sandbox has no web address: {exc}", permanent=False
+                ) from exc
         self.started_at = time.monotonic() - started
 
     def _attach(self, key: str) -> Connection:
@@ -147,6 +172,17 @@ class DockerSandbox(FileTransfers):
         sock = getattr(attached, "_sock", attached)
         self._conn = Connection(sock, self.limits.line_bytes, self.id[:12], key)
         return self._conn
+
+    def _address(self) -> str:
+        """The container's address on its egress network (how the proxy knows it)."""
+        assert self.web is not None
+        networks = self.client.api.inspect_container(self.id)["NetworkSettings"]["Networks"]
+        address = str((networks.get(self.web.network) or {}).get("IPAddress") or "")
+        if not address:
+            raise SandboxError(
+                f"The sandbox got no address on {self.web.network}.", permanent=False
+            )
+        return address
 
     def _key(self) -> str:
         """The signing key of a running container (another process may have started it)."""

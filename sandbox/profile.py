@@ -1,13 +1,17 @@
 """What a sandbox container may do: the options it is created with.
 
-No network interface, no capabilities, no privilege gain, a read-only root,
+No network interface (or, with web access, one on the internal egress
+network whose only reachable address is the proxy: sandbox/egress.py), no
+capabilities, no privilege gain, a read-only root,
 size- and inode-capped tmpfs for /tmp and /workspace, a non-root uid, caps on
 pids, memory (no swap), CPU, open files, file size and core dumps, a private
-IPC namespace, an empty environment, and no log.
+IPC namespace, an empty environment (with web access: the proxy variables
+only), and no log.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker.types import LogConfig, Ulimit
@@ -17,7 +21,21 @@ from sandbox.api import Limits
 SANDBOX_UID = 1000
 
 
-def container_options(limits: Limits) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WebAccess:
+    """A sandbox's web access: the internal Docker network it joins and the proxy
+    variables its programs get (chat/worker/egress.py makes one)."""
+
+    network: str
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+# gVisor registered without `--network=none`, for sandboxes on the egress network
+# (scripts/bootstrap registers both): plain `runsc` keeps no network stack at all.
+RUNSC_WITH_NETWORK = "runsc-net"
+
+
+def container_options(limits: Limits, web: WebAccess | None = None) -> dict[str, Any]:
     """The arguments of docker-py's `create_container` besides image, labels and host config."""
     return {
         "command": ["--preload", ",".join(limits.preload)],
@@ -27,15 +45,15 @@ def container_options(limits: Limits) -> dict[str, Any]:
         "detach": True,
         "tty": False,
         "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
-        "environment": {},
-        "network_disabled": True,
+        "environment": dict(web.environment) if web else {},
+        "network_disabled": web is None,
     }
 
 
-def host_config(api: Any, limits: Limits, runtime: str | None) -> Any:
+def host_config(api: Any, limits: Limits, runtime: str | None, web: WebAccess | None = None) -> Any:
     tmpfs_opts = f"rw,nosuid,nodev,nr_inodes={limits.inodes}"
     return api.create_host_config(
-        network_mode="none",
+        network_mode=web.network if web else "none",
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         read_only=True,

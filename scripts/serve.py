@@ -1,5 +1,6 @@
-"""Run CodeAct Web: Daphne, a Celery worker, Celery beat and, when no model
-URL is configured, the bundled llama.cpp model server.
+"""Run CodeAct Web: Daphne, a Celery worker, Celery beat, the egress proxy when
+CODEACT_EGRESS=proxy and, when no model URL is configured, the bundled llama.cpp
+model server.
 
 Each process's output goes to this terminal behind a coloured prefix.
 Ctrl-C (or SIGTERM) stops them all, then removes the sandboxes they started;
@@ -55,6 +56,9 @@ def commands() -> list[tuple[str, list[str]]]:
             "-s", str(settings.VAR_DIR / "celerybeat-schedule"),
         ],
     ))  # fmt: skip
+    if settings.CODEACT_EGRESS == "proxy":
+        # Squid for sandboxes' web access, with the network and firewall it needs.
+        procs.append(("egress", [sys.executable, str(ROOT / "manage.py"), "egress", "run"]))
     if settings.CODEACT_BUNDLED_MODEL:
         from codeact_web.bundled_model import server_command
 

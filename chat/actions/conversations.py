@@ -58,10 +58,31 @@ def _model_keys() -> set[str]:
 
 
 def do_create_conversation(owner: User, model: str | None = None) -> Conversation:
-    """A new, empty conversation answered by `model` (or the first model)."""
+    """A new, empty conversation answered by `model` (or the first model), with web
+    access as CODEACT_EGRESS_DEFAULT says."""
     chosen = model if model in _model_keys() else str(settings.CODEACT_MODELS[0]["key"])
     quotas.check_new_conversation(owner.pk)
-    return Conversation.objects.create(owner=owner, model=chosen)
+    return Conversation.objects.create(
+        owner=owner, model=chosen, web_access=settings.CODEACT_EGRESS_DEFAULT
+    )
+
+
+def web_access_offered() -> bool:
+    """Whether this deployment gives sandboxes web access at all (CODEACT_EGRESS=proxy)."""
+    return bool(settings.CODEACT_EGRESS == "proxy")
+
+
+def do_set_web_access(conversation: Conversation, on: bool) -> Conversation:
+    """Switch web access for the conversation's sandbox. A running sandbox keeps its
+    network: the next execution after the switch starts a new one (variables are
+    lost, files restored)."""
+    if not web_access_offered():
+        raise ActionError(
+            "web_access_unavailable", "This server does not offer web access to code."
+        )
+    if conversation.web_access == on:
+        return conversation
+    return _update_conversation(conversation, web_access=on)
 
 
 def do_rename_conversation(conversation: Conversation, title: str) -> Conversation:
@@ -79,7 +100,7 @@ def do_set_model(conversation: Conversation, key: str) -> Conversation:
     return _update_conversation(conversation, model=key)
 
 
-def _update_conversation(conversation: Conversation, **fields: str) -> Conversation:
+def _update_conversation(conversation: Conversation, **fields: str | bool) -> Conversation:
     with transaction.atomic():
         conversation.seq = conversation.next_seq()
         for name, value in fields.items():

@@ -29,7 +29,7 @@ ACTION_BLOCK = re.compile(r"<execute>(.*?)</execute>", re.DOTALL)
 SOLUTION_TAGS = ("<solution>", "</solution>")
 _FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 
-SYSTEM_PROMPT = """\
+_PROMPT = """\
 You are a helpful assistant that can run Python code. You have a stateful \
 Python (Jupyter) environment: variables, imports and files persist between \
 executions in this conversation.
@@ -53,9 +53,17 @@ directly and concisely. You may put the final answer in <solution> and \
 you receive only says that an image was displayed.
 - Files the user uploads are in the working directory /workspace; save files \
 you create there too, so the user can download them.
-- The environment has no internet access and cannot install packages. \
+- {network} \
 Available: numpy, pandas, matplotlib, scipy, seaborn, scikit-learn, sympy, \
 openpyxl, requests, beautifulsoup4 and the standard library."""
+NO_NETWORK = "The environment has no internet access and cannot install packages."
+WEB_ACCESS = (
+    "The environment can fetch web pages and call web APIs over HTTP(S) (requests, "
+    "urllib, pandas.read_csv(url)) through a proxy that refuses private and internal "
+    "addresses and may allow only some sites. When a request is refused, the output "
+    "says why: tell the user instead of retrying. It cannot install packages."
+)
+SYSTEM_PROMPT = _PROMPT.replace("{network}", NO_NETWORK)
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,13 @@ def parse_action(text: str) -> Action | None:
     return Action(code=textwrap.dedent(code), end=match.end())
 
 
-def system_prompt(files: Sequence[PromptFile] = (), base: str = SYSTEM_PROMPT) -> str:
-    """The system prompt, listing the conversation's files with their paths."""
+def system_prompt(
+    files: Sequence[PromptFile] = (), base: str = SYSTEM_PROMPT, web: bool = False
+) -> str:
+    """The system prompt, saying whether the network is there and listing the
+    conversation's files with their paths."""
+    if web:
+        base = base.replace(NO_NETWORK, WEB_ACCESS)
     if not files:
         return base
     lines = [f"- /workspace/{f.path} ({human_size(f.size)}, {_origin(f.origin)})" for f in files]

@@ -16,6 +16,7 @@ from typing import Protocol
 from chat.agent import codeact
 from chat.agent.model import ChatMessage, ModelClient, Reply
 from sandbox.api import ExecutionResult, OnOutput, Output
+from sandbox.egress import WebRequest, summary
 
 DEFAULT_MAX_EXECUTIONS = 5
 
@@ -27,6 +28,7 @@ class Executed:
     result: ExecutionResult
     notes: list[str] = field(default_factory=list)  # told to the model before the output
     new_files: list[str] = field(default_factory=list)  # workspace files created or changed
+    web: list[WebRequest] = field(default_factory=list)  # what the egress proxy logged
 
 
 class Executor(Protocol):
@@ -116,6 +118,15 @@ def _footer(executed: Executed) -> list[str]:
         )
     if executed.new_files:
         lines.append("[Files saved in /workspace: " + ", ".join(executed.new_files) + "]")
+    if executed.web:
+        count = len(executed.web)
+        refused = sum(1 for item in executed.web if item.refusal)
+        head = f"[Web requests through the proxy: {count}" + (
+            f", {refused} refused by the deployment's web access policy (do not retry those)"
+            if refused
+            else ""
+        )
+        lines.append(head + ":\n" + "\n".join(summary(executed.web)) + "]")
     return lines
 
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from chat.actions import files
 from chat.actions.errors import ActionError
 from chat.agent.loop import Executed
-from chat.models import Execution, SandboxRecord, Turn, WorkspaceFile
-from chat.worker import pool
+from chat.models import Execution, SandboxRecord, Turn, WebRequest, WorkspaceFile
+from chat.worker import egress, pool
 from sandbox.api import FileInfo, OnOutput, Sandbox, SandboxError
+from sandbox.egress import WebRequest as ProxyRecord
 
 log = logging.getLogger(__name__)
 CAPTURE_PER_EXECUTION = 20  # more new files than this in one cell are not all kept
@@ -33,6 +36,20 @@ STATE_LOST_NOTICE = (
     "The Python session of this conversation was restarted, so variables from earlier "
     "messages are gone. Your files were restored."
 )
+WEB_ACCESS_CHANGED = (
+    "[Note: web access was switched {state} for this conversation, so this is a new Python "
+    "session: variables and imports from earlier are gone. The files in /workspace were "
+    "restored.]"
+)
+WEB_ACCESS_CHANGED_NOTICE = (
+    "Web access was switched {state}, which needs a new Python session: variables from "
+    "earlier messages are gone. Your files were restored."
+)
+# Requests kept per cell: the proxy's rate limit bounds them; this bounds the rows
+# a cell can add if the limit is set high.
+WEB_REQUESTS_PER_EXECUTION = 500
+# The proxy logs a request once it has ended, a moment after the code saw its reply.
+WEB_LOG_SETTLE = 0.2
 LOST_CELL_NOTE = (
     "[Note: an earlier execution was cut off when its worker stopped; it was "
     "interrupted, not run again.]"
@@ -63,6 +80,7 @@ class ConversationExecutor:
         notes += self._put_files()
         result = self.sandbox.execute(execution.code, on_output, poll=poll)
         pool.touch(self.record)
+        web = self._web_requests(execution)
         new_files: list[str] = []
         if result.status == "died":
             # The container is gone; the next execution starts a new one with the files.
@@ -70,7 +88,41 @@ class ConversationExecutor:
             self.close()
         else:
             new_files = self._capture_files(execution)
-        return Executed(result, notes=notes, new_files=new_files)
+        return Executed(result, notes=notes, new_files=new_files, web=web)
+
+    def _web_requests(self, execution: Execution) -> list[ProxyRecord]:
+        """Store the requests the proxy logged for this sandbox since the last cell."""
+        assert self.record is not None
+        address = self.record.egress_address
+        if not address:
+            return []
+        taken = egress.take_requests(address)
+        time.sleep(WEB_LOG_SETTLE)
+        taken += egress.take_requests(address)
+        kept = taken[:WEB_REQUESTS_PER_EXECUTION]
+        WebRequest.objects.bulk_create(
+            [
+                WebRequest(
+                    conversation=self.conversation,
+                    execution=execution,
+                    at=datetime.fromtimestamp(item.at, tz=UTC),
+                    method=item.method,
+                    host=item.host,
+                    port=item.port,
+                    url=item.url,
+                    status=item.status,
+                    refused=bool(item.refusal),
+                    outcome=item.outcome[:80],
+                    error=item.error,
+                    reply_bytes=item.reply_bytes,
+                    request_bytes=item.request_bytes,
+                    duration_ms=item.duration_ms,
+                    server=item.server,
+                )
+                for item in kept
+            ]
+        )
+        return taken
 
     def _ensure_sandbox(self) -> list[str]:
         if self.sandbox is not None and self.sandbox.alive:
@@ -82,7 +134,11 @@ class ConversationExecutor:
         earlier = Execution.objects.filter(conversation=self.conversation).exclude(
             turn=self.turn, status=Execution.Status.RUNNING
         )
-        if claim.fresh and earlier.exists():
+        if claim.replaced == "web_access":
+            state = "on" if self.record.egress_address else "off"
+            notes.append(WEB_ACCESS_CHANGED.format(state=state))
+            self.on_notice("state_lost", WEB_ACCESS_CHANGED_NOTICE.format(state=state))
+        elif claim.fresh and earlier.exists():
             notes.append(STATE_LOST)
             self.on_notice("state_lost", STATE_LOST_NOTICE)
         elif not claim.fresh:

@@ -27,10 +27,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, SandboxRecord
+from chat.worker import egress
 from chat.worker.start_slots import start_slot
 from sandbox.api import Limits, Sandbox, SandboxError
 from sandbox.docker_backend import DockerSandbox, docker_client, managed_containers
 from sandbox.image_tag import image_tag
+from sandbox.profile import WebAccess
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ def _client() -> Any:
     return client
 
 
+def docker_engine() -> Any:
+    """This thread's client of the Docker engine sandboxes run on."""
+    return _client()
+
+
 def image() -> str:
     return settings.CODEACT_SANDBOX_IMAGE or image_tag()
 
@@ -63,16 +70,34 @@ def deployment_labels() -> dict[str, str]:
     return {"codeact.deployment": settings.CHANNEL_PREFIX}
 
 
-def _new_container(**labels: str) -> DockerSandbox:
-    """Start a container, once one of the engine's start slots is free."""
+def _web_access() -> WebAccess:
+    try:
+        net = egress.network(_client())
+    except egress.EgressUnavailable as exc:
+        raise SandboxError(f"Web access is not available: {exc}", permanent=False) from exc
+    return WebAccess(net.name, egress.sandbox_environment(net))
+
+
+def _new_container(labels: dict[str, str] | None = None, web: bool = False) -> DockerSandbox:
+    """Start a container, once one of the engine's start slots is free; with web
+    access, on the egress network, its address's proxy records reset."""
+    access = _web_access() if web else None
     with start_slot(wait=limits().start_timeout):
-        return DockerSandbox(
+        container = DockerSandbox(
             _client(),
             image(),
             limits(),
-            {**deployment_labels(), **labels},
+            {**deployment_labels(), **(labels or {})},
             runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
+            web=access,
         )
+    if container.address:
+        try:
+            egress.reset(container.address)
+        except egress.EgressUnavailable as exc:
+            container.close()
+            raise SandboxError(f"Could not prepare web access: {exc}", permanent=False) from exc
+    return container
 
 
 @dataclass
@@ -80,6 +105,9 @@ class Claim:
     sandbox: Sandbox
     record: SandboxRecord
     fresh: bool  # a new kernel: variables from earlier turns are gone
+    # Why the conversation's previous sandbox was replaced although it ran: "web_access"
+    # when its web access was switched since; "" otherwise.
+    replaced: str = ""
 
 
 def top_up_pool() -> int:
@@ -116,7 +144,7 @@ def create_warm() -> SandboxRecord:
 def _start_warm(record: SandboxRecord) -> None:
     """Start the reserved pool sandbox, and offer it once its libraries are imported."""
     try:
-        container = _new_container(**{"codeact.pool": "1"})
+        container = _new_container({"codeact.pool": "1"})
     except BaseException:
         retire(record, "start_failed")
         raise
@@ -133,7 +161,9 @@ def _start_warm(record: SandboxRecord) -> None:
 
 def _attach(record: SandboxRecord) -> Sandbox:
     """The running sandbox of a record (raises SandboxError if it does not answer)."""
-    return DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
+    sandbox = DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
+    sandbox.address = record.egress_address
+    return sandbox
 
 
 # Claims and pool starts count and reserve their sandbox under one lock: a count
@@ -208,13 +238,14 @@ def _check_host_room() -> None:
         )
 
 
-def _claim_slot(conversation: Conversation) -> tuple[SandboxRecord, bool]:
+def _claim_slot(conversation: Conversation, web: bool) -> tuple[SandboxRecord, bool]:
     """The conversation's new sandbox row, within the caps: a warm one (True) or a
-    reservation for a container to start now (False)."""
+    reservation for a container to start now (False). The warm pool has no network:
+    a sandbox with web access is always started for its conversation."""
     with transaction.atomic():
         _lock_reservations()
         _check_user_cap(conversation)
-        warm = _take_warm(conversation)
+        warm = None if web else _take_warm(conversation)
         if warm is not None:
             return warm, True
         _check_host_room()
@@ -230,9 +261,15 @@ def _claim_slot(conversation: Conversation) -> tuple[SandboxRecord, bool]:
 
 def claim_for(conversation: Conversation) -> Claim:
     """The conversation's sandbox: its own if alive, else one from the pool, else a new one."""
+    web = conversation.has_web_access
+    replaced = ""
     current = SandboxRecord.objects.filter(
         conversation=conversation, state=SandboxRecord.State.CLAIMED
     ).first()
+    if current is not None and bool(current.egress_address) != web:
+        # Web access was switched: a sandbox's network is fixed when it starts.
+        remove(current, "web_access_changed")
+        current, replaced = None, "web_access"
     if current is not None:
         try:
             sandbox = _attach(current)
@@ -242,18 +279,18 @@ def claim_for(conversation: Conversation) -> Claim:
             log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
             remove(current, "lost")
     while True:
-        record, warm = _claim_slot(conversation)
+        record, warm = _claim_slot(conversation, web)
         if not warm:
-            return Claim(_start_claimed(record, conversation), record, fresh=True)
+            return Claim(_start_claimed(record, conversation, web), record, True, replaced)
         try:
-            return Claim(_attach(record), record, fresh=True)
+            return Claim(_attach(record), record, fresh=True, replaced=replaced)
         except SandboxError:
             remove(record, "dead_in_pool")
 
 
-def _start_claimed(record: SandboxRecord, conversation: Conversation) -> Sandbox:
+def _start_claimed(record: SandboxRecord, conversation: Conversation, web: bool) -> Sandbox:
     try:
-        container = _new_container(**{"codeact.conversation": str(conversation.id)})
+        container = _new_container({"codeact.conversation": str(conversation.id)}, web)
     except BaseException:
         retire(record, "start_failed")
         raise
@@ -264,7 +301,8 @@ def _start_claimed(record: SandboxRecord, conversation: Conversation) -> Sandbox
 def _fill(record: SandboxRecord, container: DockerSandbox) -> None:
     record.container_id = container.id
     record.runtime = container.runtime or ""
-    record.save(update_fields=["container_id", "runtime"])
+    record.egress_address = container.address
+    record.save(update_fields=["container_id", "runtime", "egress_address"])
 
 
 def touch(record: SandboxRecord) -> None:

@@ -231,7 +231,9 @@ class TurnRunner:
                 history_for(self.turn),
                 self,
                 self,
-                system_prompt=system_prompt_for(self.turn.conversation_id),
+                system_prompt=system_prompt_for(
+                    self.turn.conversation_id, web=self.turn.conversation.has_web_access
+                ),
                 should_stop=self.should_stop,
                 max_executions=int(self.config["max_executions"]),
             )

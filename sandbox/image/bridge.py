@@ -160,7 +160,10 @@ def reap_orphans(kernel: Kernel) -> None:
 def kernel_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "MPLCONFIGDIR", "MATPLOTLIBRC", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR",
             "JUPYTER_PLATFORM_DIRS", "PYTHONDONTWRITEBYTECODE", "OPENBLAS_NUM_THREADS",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # fmt: skip
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            # web access (the host sets them only for a sandbox on the egress network)
+            "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+            )  # fmt: skip
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(LANG="C.UTF-8", TERM="dumb", PYDEVD_DISABLE_FILE_VALIDATION="1")
     return env

@@ -17,9 +17,11 @@ import { applyDelta, applyTurn, renderMessage } from "./transcript.js";
 const root = document.getElementById("chat");
 const titleEl = document.getElementById("conversation-title");
 const modelPicker = document.getElementById("model-picker");
+const webSwitch = document.getElementById("web-access");
 
 function applyConversation(data) {
   if (modelPicker) modelPicker.value = data.model;
+  if (webSwitch) webSwitch.checked = data.web_access;
   titleEl.textContent = data.title;
   document.title = `${data.title} · CodeAct Web`;
   const link = document.querySelector(`.conv-link[data-conversation-id="${state.conversationId}"]`);
@@ -73,6 +75,14 @@ function setupHeader() {
   if (modelPicker) {
     modelPicker.addEventListener("change", () => {
       if (!send({ type: "set_model", model: modelPicker.value })) showError({ message: "Not connected: the model was not changed." });
+    });
+  }
+  if (webSwitch) {
+    webSwitch.addEventListener("change", () => {
+      if (!send({ type: "set_web_access", on: webSwitch.checked })) {
+        webSwitch.checked = !webSwitch.checked;
+        showError({ message: "Not connected: web access was not changed." });
+      }
     });
   }
   const filterInput = document.getElementById("conversation-filter");

@@ -50,7 +50,7 @@ function cellEntry(data) {
     node.setAttribute("aria-label", `Code cell ${data.number}`);
     const code = el("pre", "cell-code code");
     code.appendChild(el("code"));
-    node.append(el("div", "cell-head"), code, el("div", "cell-outputs"));
+    node.append(el("div", "cell-head"), code, el("div", "cell-outputs"), el("div", "cell-web"));
     entry = { data, el: node, outputs: new Map() };
     state.executions.set(data.id, entry);
     place(node, data.message_id * 2 + 0.5);
@@ -75,11 +75,40 @@ function cellHead(entry, data) {
   if (data.dropped_note) head.appendChild(el("span", "cell-detail cell-dropped", data.dropped_note));
 }
 
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// "2 web requests" under a cell: what its code fetched through the proxy, refusals first.
+function cellWeb(entry, data) {
+  const box = entry.el.querySelector(".cell-web");
+  const total = data.web_total || 0;
+  if (!total) return box.replaceChildren();
+  const open = box.querySelector("details")?.open || false;
+  const details = el("details", "web-requests");
+  details.open = open;
+  const refused = data.web_refused ? `, ${data.web_refused} refused` : "";
+  details.appendChild(el("summary", "", `${total} web request${total === 1 ? "" : "s"}${refused}`));
+  const list = el("ul", "web-list");
+  for (const item of data.web_requests) {
+    const row = el("li", item.refused ? "web-refused" : "");
+    row.append(el("code", "web-target", `${item.method} ${item.target}`), el("span", "web-outcome", item.outcome));
+    if (!item.refused && item.bytes) row.appendChild(el("span", "muted", formatBytes(item.bytes)));
+    list.appendChild(row);
+  }
+  if (total > data.web_requests.length) list.appendChild(el("li", "muted", `… and ${total - data.web_requests.length} more`));
+  details.appendChild(list);
+  box.replaceChildren(details);
+}
+
 export function renderExecution(data) {
   const entry = cellEntry(data);
   entry.data = data;
   entry.el.dataset.status = data.status;
   cellHead(entry, data);
+  cellWeb(entry, data);
   entry.el.querySelector(".cell-code code").innerHTML = data.code_html; // Pygments-escaped on the server
   const waiting = state.orphanOutputs.get(data.id);
   if (waiting) {

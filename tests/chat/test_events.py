@@ -44,6 +44,14 @@ def test_it_parses_a_model_choice():
         frames.validate_json('{"type": "set_model", "model": ""}')
 
 
+def test_it_parses_a_web_access_switch():
+    frame = frames.validate_json('{"type": "set_web_access", "on": false}')
+    assert (frame.type, frame.on) == ("set_web_access", False)
+    for bad in ('"yes"', "1", "null"):
+        with pytest.raises(ValidationError):
+            frames.validate_json('{"type": "set_web_access", "on": ' + bad + "}")
+
+
 def join(texts):
     """What socket.js does with what encode_frames gives."""
     parts = [json.loads(t) for t in texts]

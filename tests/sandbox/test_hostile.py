@@ -263,17 +263,36 @@ def test_the_network_is_unreachable(client, neighbour, sandbox):
     # whatever the connection attempts below do.
     interfaces = text_of(sandbox.execute("import os\nprint(sorted(os.listdir('/sys/class/net')))"))
     assert interfaces.strip() == "['lo']"
-    result = run(
-        sandbox,
-        """
+    result = sandbox.execute(network_probe(), timeout=30)
+    outcome = json.loads(text_of(result))
+    assert "connected" not in outcome.values(), outcome
+    assert outcome["dns"] != "resolved"
+    assert_unharmed(client, neighbour)
+
+
+NETWORK_TARGETS = {
+    "public": ("203.0.113.7", 80),
+    "dns-server": ("192.0.2.53", 53),
+    "bridge-gateway": ("172.17.0.1", 2375),
+    "host-postgres": ("127.0.0.1", 5432),
+    "host-redis": ("127.0.0.1", 6379),
+    "metadata": ("169.254.169.254", 80),
+}
+
+
+def network_probe(extra: dict[str, tuple[str, int]] | None = None) -> str:
+    """A cell that tries raw TCP connections (NETWORK_TARGETS and `extra`) and a DNS
+    lookup, and prints what happened to each as JSON (also used with web access on:
+    tests/sandbox/test_egress.py)."""
+    targets = {**NETWORK_TARGETS, **(extra or {})}
+    return textwrap.dedent(
+        f"""
         import json, socket
-        targets = {"public": ("203.0.113.7", 80), "dns-server": ("192.0.2.53", 53),
-                   "bridge-gateway": ("172.17.0.1", 2375), "host-postgres": ("127.0.0.1", 5432),
-                   "host-redis": ("127.0.0.1", 6379), "metadata": ("169.254.169.254", 80)}
-        outcome = {}
+        targets = {targets!r}
+        outcome = {{}}
         for name, address in targets.items():
             try:
-                socket.create_connection(address, timeout=2).close()
+                socket.create_connection(tuple(address), timeout=2).close()
                 outcome[name] = "connected"
             except OSError as exc:
                 outcome[name] = type(exc).__name__
@@ -283,13 +302,8 @@ def test_the_network_is_unreachable(client, neighbour, sandbox):
         except OSError as exc:
             outcome["dns"] = type(exc).__name__
         print(json.dumps(outcome))
-        """,
-        timeout=30,
+        """
     )
-    outcome = json.loads(text_of(result))
-    assert "connected" not in outcome.values(), outcome
-    assert outcome["dns"] != "resolved"
-    assert_unharmed(client, neighbour)
 
 
 def test_no_secret_reaches_the_sandbox(client, neighbour, sandbox, monkeypatch):
@@ -404,7 +418,7 @@ def test_kill_everything_then_the_kernel_comes_back(client, neighbour, sandbox):
     if result.status == "died":
         assert result.state_lost
     sandbox.restart()
-    assert text_of(sandbox.execute("print(6 * 7)")) == "42\n"
+    assert text_of(sandbox.execute("print(6 * 7)", timeout=30)) == "42\n"
     assert_unharmed(client, neighbour)
 
 

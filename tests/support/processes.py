@@ -87,7 +87,7 @@ class Process:
 def start_worker(name: str = "worker", concurrency: int = 4, **env: str) -> Process:
     argv = [
         _bin("celery"), "-A", "codeact_web", "worker", "-P", "threads", "-c", str(concurrency),
-        "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "-n", f"{name}@%h",
+        "-Q", env.get("CELERY_QUEUE", settings.CELERY_TASK_DEFAULT_QUEUE), "-n", f"{name}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
     ]  # fmt: skip
     proc = Process(name, argv, process_env(**env))

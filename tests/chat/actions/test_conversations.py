@@ -21,6 +21,31 @@ def test_access_is_for_the_owner_only(conversation, owner, other_user, staff):
         conversations.access_conversation(owner, "not-a-uuid")
 
 
+def test_web_access_is_switched_only_where_the_deployment_offers_it(conversation, settings):
+    settings.CODEACT_EGRESS = "off"
+    with pytest.raises(ActionError) as refused:
+        conversations.do_set_web_access(conversation, True)
+    assert refused.value.code == "web_access_unavailable"
+    settings.CODEACT_EGRESS = "proxy"
+    conversations.do_set_web_access(conversation, True)
+    conversation.refresh_from_db()
+    assert conversation.web_access and conversation.has_web_access
+    assert events_after(conversation, 0)[-1]["conversation"]["web_access"] is True
+    conversations.do_set_web_access(conversation, False)
+    conversation.refresh_from_db()
+    assert not conversation.has_web_access
+    conversation.web_access = True
+    settings.CODEACT_EGRESS = "off"  # the operator turned it off for everyone
+    assert not conversation.has_web_access
+
+
+def test_new_conversations_start_with_the_default_web_access(owner, settings):
+    settings.CODEACT_EGRESS_DEFAULT = False
+    assert conversations.do_create_conversation(owner).web_access is False
+    settings.CODEACT_EGRESS_DEFAULT = True
+    assert conversations.do_create_conversation(owner).web_access is True
+
+
 def test_it_switches_the_model_of_a_conversation(conversation, settings):
     settings.CODEACT_MODELS = [
         {"key": "default", "label": "Default"},

@@ -9,6 +9,7 @@ from chat.agent import codeact
 from chat.agent.loop import Executed, run_agent
 from chat.agent.model import Reply
 from sandbox.api import ExecutionResult
+from sandbox.egress import WebRequest, parse_log_line
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FakeExecutor:
     notes: list[list[str]] = field(default_factory=list)
     polls: int = 0
     stop_during: bool = False
+    web: list[list[WebRequest]] = field(default_factory=list)
 
     def execute(self, code, on_output, poll):
         self.codes.append(code)
@@ -61,7 +63,11 @@ class FakeExecutor:
         self.polls += 1
         if poll() and self.stop_during:
             result.status = "interrupted"
-        return Executed(result, notes=self.notes.pop(0) if self.notes else [])
+        return Executed(
+            result,
+            notes=self.notes.pop(0) if self.notes else [],
+            web=self.web.pop(0) if self.web else [],
+        )
 
 
 @dataclass
@@ -207,6 +213,34 @@ def test_it_tells_the_model_how_much_displayed_output_was_dropped():
     run(model, FakeExecutor([result]))
     observed = model.prompts[1][-1]["content"]
     assert "29,000,000 bytes of displayed output or error text were dropped" in observed
+
+
+def test_it_tells_the_model_which_web_requests_were_refused_and_why():
+    fetched = parse_log_line(
+        "1764547200.1 172.30.0.2 GET site.test 80 200 2048 150 12 - 198.51.100.10 TCP_MISS "
+        "http://site.test/table.html"
+    )
+    refused = parse_log_line(
+        "1764547200.2 172.30.0.2 CONNECT 10.1.2.3 443 403 3900 0 0 ERR_CODEACT_PRIVATE - "
+        "TCP_DENIED 10.1.2.3:443"
+    )
+    assert fetched is not None and refused is not None
+    model = FakeModel(["<execute>fetch()</execute>", "One address was refused."])
+    run(model, FakeExecutor([ok(stdout("done\n"))], web=[[fetched, refused]]))
+    observed = model.prompts[1][-1]["content"]
+    assert (
+        "[Web requests through the proxy: 2, 1 refused by the deployment's web access policy "
+        "(do not retry those):\n"
+        "CONNECT https://10.1.2.3 → blocked: private address\n"
+        "GET http://site.test/table.html → status 200, 2,048 bytes]"
+    ) in observed
+
+
+def test_the_prompt_says_whether_the_network_is_there():
+    assert "no internet access" in codeact.system_prompt()
+    with_web = codeact.system_prompt(web=True)
+    assert "no internet access" not in with_web
+    assert "can fetch web pages" in with_web and "tell the user instead of retrying" in with_web
 
 
 def test_it_stops_during_generation():
