@@ -10,11 +10,18 @@ of the stronger isolation is visible: cold start to kernel ready, warm claim
 start), a trivial cell, the first stdout chunk, a plot cell, and idle memory
 from the cgroup. The targets are checked for the runtime that CODEACT_SANDBOX_RUNTIME
 chooses.
+
+Web access (when Squid is installed): the cold start of a sandbox on an egress
+network (web sandboxes never come from the warm pool), and a small GET from the
+sandbox through the egress proxy against the same GET made directly on the test
+network (the baseline), with the test "internet" and Squid of
+tests/support/egress.py; it adds and removes firewall rules for its own bridge.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,7 +124,65 @@ def main() -> None:
     client.api.remove_container(echo_id, force=True)
     for runtime in runtimes:
         measure_runtime(client, image, limits, runtime, rows, memory)
+    if shutil.which("squid"):
+        measure_web(client, image, limits, runtimes, rows)
+    else:
+        print("Squid is not installed: no web access rows\n", flush=True)
     report(rows, memory, ",".join(limits.preload) or "nothing", chosen)
+
+
+GETS = """
+import json, os, time, requests
+session = requests.Session()
+session.trust_env = bool(os.environ.get("HTTP_PROXY"))
+samples = []
+for _ in range({n}):
+    started = time.perf_counter()
+    session.get("http://198.51.100.10/api/items", timeout=10).raise_for_status()
+    samples.append(time.perf_counter() - started)
+print(json.dumps(samples))
+"""
+
+
+def measure_web(
+    client: Any, image: str, limits: Any, runtimes: list[str], rows: dict[str, list[float]]
+) -> None:
+    """Web access rows: a web sandbox's cold start, and a GET through the proxy
+    against the same GET made directly on the test network."""
+    import json
+
+    from tests.support.egress import egress_proxy, internet_of_tests
+
+    with (
+        internet_of_tests(client) as internet,
+        egress_proxy(client, requests_per_minute=1_000_000, budget_bytes=1 << 40) as proxy,
+    ):
+        direct = client.containers.run(
+            image,
+            entrypoint=["/opt/sandbox/bin/python", "-c", GETS.format(n=N + WARMUP)],
+            network=internet.network.name,
+            remove=True,
+        )
+        rows["baseline: GET 200 B, directly on the test network"] = json.loads(direct)[WARMUP:]
+        for runtime in runtimes:
+
+            def new(web: Any = proxy.access, rt: str = runtime) -> DockerSandbox:
+                box = DockerSandbox(
+                    client, image, limits, {"codeact.bench": "1"}, runtime=rt, web=web
+                )
+                box.warm.wait(60)
+                return box
+
+            def cold(new: Callable[[], DockerSandbox] = new) -> float:
+                started = time.perf_counter()
+                new().close()
+                return time.perf_counter() - started
+
+            rows[f"cold start to kernel ready, web access [{runtime}]"] = measure(cold, 10)
+            box = new()
+            out = box.execute(GETS.format(n=N + WARMUP), timeout=300).outputs[0]["text"]
+            rows[f"GET 200 B through the egress proxy [{runtime}]"] = json.loads(out)[WARMUP:]
+            box.close()
 
 
 def measure_runtime(
@@ -248,6 +313,11 @@ def report(
         print(f"{name:<62} {value:>12}  {'met' if ok else 'MISSED'}")
     run_ms = ms["baseline: docker run --rm python -c pass"][0]
     print(f"\ncold start / docker run baseline: {cold / run_ms:.2f}x")
+    direct = ms.get("baseline: GET 200 B, directly on the test network")
+    if direct:
+        for name, (p50, _p95, _n) in ms.items():
+            if name.startswith("GET 200 B through the egress proxy"):
+                print(f"{name} / direct baseline: {p50 / direct[0]:.2f}x")
 
 
 if __name__ == "__main__":
