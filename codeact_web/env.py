@@ -55,6 +55,16 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_ports(name: str, default: str) -> list[int]:
+    """A comma-separated list of TCP ports."""
+    ports = []
+    for item in env_list(name, default):
+        if not item.isdigit() or not 1 <= int(item) <= 65535:
+            raise ImproperlyConfigured(f"{name} must list TCP ports (1-65535), got {item!r}")
+        ports.append(int(item))
+    return ports
+
+
 def env_secret(name: str, default: str = "", default_file: Path | None = None) -> str:
     """Read NAME, else the file named by NAME_FILE, else default_file, else default.
 

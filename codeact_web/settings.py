@@ -21,6 +21,7 @@ from codeact_web.env import (
     env_int,
     env_list,
     env_models,
+    env_ports,
     env_secret,
     env_str,
     env_url_with_password,
@@ -385,8 +386,8 @@ CODEACT_EGRESS_PORT = env_int("CODEACT_EGRESS_PORT", 3128, minimum=1)
 # Domains (a name covers its subdomains); an allowlist, when set, is all that is reachable.
 CODEACT_EGRESS_ALLOW = env_list("CODEACT_EGRESS_ALLOW", "")
 CODEACT_EGRESS_DENY = env_list("CODEACT_EGRESS_DENY", "")
-CODEACT_EGRESS_PORTS = [int(p) for p in env_list("CODEACT_EGRESS_PORTS", "80,443")]
-CODEACT_EGRESS_TLS_PORTS = [int(p) for p in env_list("CODEACT_EGRESS_TLS_PORTS", "443")]
+CODEACT_EGRESS_PORTS = env_ports("CODEACT_EGRESS_PORTS", "80,443")
+CODEACT_EGRESS_TLS_PORTS = env_ports("CODEACT_EGRESS_TLS_PORTS", "443")
 # More networks or addresses to refuse, besides the private and reserved ranges and
 # the deployment's own hosts (found from DATABASE_URL, REDIS_URL, the model URLs,
 # ALLOWED_HOSTS and the proxy host's own addresses).

@@ -81,7 +81,8 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-// "2 web requests" under a cell: what its code fetched through the proxy, refusals first.
+// "2 web requests" under a cell: what its code fetched through the proxy, in the
+// order the requests ended, each with its outcome (a refusal in the danger colour).
 function cellWeb(entry, data) {
   const box = entry.el.querySelector(".cell-web");
   const total = data.web_total || 0;

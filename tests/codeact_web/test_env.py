@@ -9,6 +9,7 @@ from codeact_web.env import (
     env_int,
     env_list,
     env_models,
+    env_ports,
     env_secret,
     env_url_with_password,
 )
@@ -158,3 +159,13 @@ def test_no_models_setting_means_the_single_default(monkeypatch):
 )
 def test_it_puts_a_secret_password_into_a_url(url, password, expected):
     assert env_url_with_password(url, password) == expected
+
+
+def test_it_reads_ports(monkeypatch):
+    assert env_ports("X_PORTS", "80,443") == [80, 443]
+    monkeypatch.setenv("X_PORTS", " 8080 , 443 ")
+    assert env_ports("X_PORTS", "80") == [8080, 443]
+    for bad in ("http", "0", "70000", "-1"):
+        monkeypatch.setenv("X_PORTS", bad)
+        with pytest.raises(ImproperlyConfigured, match="X_PORTS must list TCP ports"):
+            env_ports("X_PORTS", "80")

@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError("Squid is not installed (Debian: apt-get install squid).")
         try:
             chosen, path = egress.prepare(pool.docker_engine())
-        except egress.EgressUnavailable as exc:
+        except (egress.EgressUnavailable, ValueError) as exc:  # ValueError: a bad domain or network
             raise CommandError(str(exc)) from exc
         if options["action"] == "config":
             with open(path, encoding="utf-8") as config:
