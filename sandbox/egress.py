@@ -113,7 +113,6 @@ class EgressPolicy:
     request_max_bytes: int = 10 * MiB
     requests_per_minute: int = 120
     budget_bytes: int = 500 * MiB  # per sandbox, requests and replies together
-    redis_prefix: str = "codeact"
     helpers: dict[str, str] = field(default_factory=dict)  # "log", "check": executables
     state_dir: str = "/var/lib/codeact-egress"
     hosts_file: str = "/etc/hosts"  # names Squid resolves before asking DNS

@@ -13,6 +13,8 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -244,7 +246,6 @@ def policy(net: EgressNetwork) -> EgressPolicy:
         request_max_bytes=settings.CODEACT_EGRESS_UPLOAD_MAX_MB << 20,
         requests_per_minute=settings.CODEACT_EGRESS_REQUESTS_PER_MINUTE,
         budget_bytes=settings.CODEACT_EGRESS_BUDGET_MB << 20,
-        redis_prefix=settings.CHANNEL_PREFIX,
         helpers={"log": f"{state}/log-helper", "check": f"{state}/check-helper"},
         state_dir=state,
         access_log=f"{state}/access.log",
@@ -265,9 +266,6 @@ def prepare(client: Any) -> tuple[EgressPolicy, str]:
 def hand_to_squid_user(state_dir: str) -> None:
     """Squid started as root runs as its own user (Debian's `proxy`): that user must
     own its state, logs and helper launchers."""
-    import os
-    import pwd
-
     if os.geteuid() != 0:
         return
     try:

@@ -161,9 +161,7 @@ def _start_warm(record: SandboxRecord) -> None:
 
 def _attach(record: SandboxRecord) -> Sandbox:
     """The running sandbox of a record (raises SandboxError if it does not answer)."""
-    sandbox = DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
-    sandbox.address = record.egress_address
-    return sandbox
+    return DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
 
 
 # Claims and pool starts count and reserve their sandbox under one lock: a count

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from tests.support.egress import (
 
 pytestmark = pytest.mark.integration
 
-LIMITS = TEST_LIMITS.__class__(**{**TEST_LIMITS.__dict__, "cell_timeout": 60.0})
+LIMITS = replace(TEST_LIMITS, cell_timeout=60.0)
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +270,7 @@ def test_a_reply_over_the_size_cap_is_refused(fresh_box, proxy):
         print("small", small.status_code, len(small.content))
         """,
     )
-    assert "known 403 <!DOCTYPE html>" in out or "known 403" in out
+    assert "known 403" in out
     assert "small 200 1000" in out
     streamed_line = next(line for line in out.splitlines() if line.startswith("streamed"))
     # Cut off once it passes the cap: never the whole 2 MB.
@@ -294,10 +295,7 @@ def test_a_flood_is_held_to_the_rate_limit(fresh_box, proxy):
         """,
     )
     allowed, refused = map(int, out.split())
-    assert (
-        allowed == proxy.policy.requests_per_minute - 0
-        or allowed <= proxy.policy.requests_per_minute
-    )
+    assert allowed <= proxy.policy.requests_per_minute
     assert refused >= 80 - proxy.policy.requests_per_minute
     records = proxy.requests_of(fresh_box.address)
     assert sum(r.refusal == "blocked: too many requests" for r in records) == refused

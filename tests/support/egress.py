@@ -151,7 +151,6 @@ def egress_proxy(client: Any, prefix: str = "", **changes: Any) -> Iterator[Egre
             reply_max_bytes=1 << 20,
             requests_per_minute=60,
             budget_bytes=8 << 20,
-            redis_prefix=prefix,
             helpers={"log": str(state / "log-helper"), "check": str(state / "check-helper")},
             state_dir=str(state),
             access_log=str(state / "access.log"),
