@@ -64,10 +64,12 @@ def managed_containers(client: docker.DockerClient, **labels: str) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": filters}))
 
 
-def docker_client(base_url: str | None = None) -> docker.DockerClient:
+def docker_client(base_url: str | None = None, timeout: float = 60) -> docker.DockerClient:
+    """A client of the engine at base_url (empty: DOCKER_HOST or the local socket);
+    `timeout` bounds each API call, in seconds."""
     if base_url:
-        return docker.DockerClient(base_url=base_url, version="auto", timeout=60)
-    return docker.from_env(version="auto", timeout=60)
+        return docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)
+    return docker.from_env(version="auto", timeout=timeout)
 
 
 class DockerSandbox(FileTransfers):
