@@ -72,6 +72,16 @@ def maintain_sandboxes() -> dict[str, int]:
 
 
 @worker_ready.connect
+def _report_health(**_: Any) -> None:
+    """The web's readiness learns from Redis whether this worker's Docker engine and
+    model endpoints answer (it can reach neither). Started before the reconcile
+    below, which may wait on a slow engine."""
+    from chat.worker import probes
+
+    probes.start_reporting()
+
+
+@worker_ready.connect
 def _reconcile_on_start(**_: Any) -> None:
     """Containers left by a worker that died are removed when a worker starts."""
     from chat.worker import pool

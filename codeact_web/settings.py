@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "health_check",
     "chat",
     "review",
 ]
@@ -201,6 +202,8 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # Production behind an HTTPS reverse proxy (README, "Production settings").
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Health checks are plain HTTP from inside the container or the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -239,6 +242,10 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # django-axes: lockouts, not every login
+        # A failed check is in the answer; logging its traceback every probe adds nothing.
+        "health_check": {"level": "ERROR"},
+        # One line per model request and health probe, each naming the endpoint's URL.
+        "httpx2": {"level": "WARNING"},
     },
 }
 
@@ -279,6 +286,11 @@ CODEACT_MODEL_CONNECT_TIMEOUT = env_float("CODEACT_MODEL_CONNECT_TIMEOUT", 5.0, 
 # Longest silence tolerated inside a streaming reply before the turn fails.
 CODEACT_MODEL_READ_TIMEOUT = env_float("CODEACT_MODEL_READ_TIMEOUT", 60.0, minimum=0.1)
 CODEACT_MODEL_RETRIES = env_int("CODEACT_MODEL_RETRIES", 2, minimum=0)
+# Readiness (codeact_web/health.py): each worker process probes its Docker engine and
+# the model endpoints this often and reports to Redis; a report is fresh for three
+# intervals. Every probe of a dependency gives up after CODEACT_HEALTH_TIMEOUT.
+CODEACT_HEALTH_INTERVAL = env_float("CODEACT_HEALTH_INTERVAL", 15.0, minimum=0.1)
+CODEACT_HEALTH_TIMEOUT = env_float("CODEACT_HEALTH_TIMEOUT", 3.0, minimum=0.1)
 CODEACT_TURN_LEASE_SECONDS = env_int("CODEACT_TURN_LEASE_SECONDS", 30, minimum=2)
 # A turn whose thread shows no sign of life this long (every wait of a turn is
 # bounded well below it) loses its lease renewal, and the sweeper closes it.

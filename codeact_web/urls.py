@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat import views
+from codeact_web import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("review/", include("review.urls")),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ReadinessView.as_view(), name="health-ready"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("chat.urls")),

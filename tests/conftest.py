@@ -52,6 +52,26 @@ def model_server(scripted_server: ScriptedModelServer) -> Iterator[ScriptedModel
         scripted_server.resume()
 
 
+def scripted_endpoint(url: str) -> dict[str, str]:
+    """A model endpoint configuration, with a key that must never show in an answer."""
+    return {"key": "default", "base_url": url, "model": "scripted", "api_key": "sk-never-shown"}
+
+
+@pytest.fixture
+def health_settings(settings: Any, model_server: ScriptedModelServer) -> Iterator[Any]:
+    """The scripted model as the one endpoint (the suite also lists a llama.cpp one
+    that is not running), and health reports under a key prefix of this test's own."""
+    import uuid
+
+    from chat import live
+
+    settings.CODEACT_MODELS = [scripted_endpoint(model_server.url)]
+    settings.CHANNEL_PREFIX = f"{envplugin.RUN_ID}-health-{uuid.uuid4().hex[:8]}"
+    yield settings
+    if keys := live.redis_client().keys(f"{settings.CHANNEL_PREFIX}:health:*"):
+        live.redis_client().delete(*keys)
+
+
 @pytest.fixture(scope="session")
 def _workers(django_db_setup: None, scripted_server: Any) -> Iterator[list[Process]]:
     procs: list[Process] = []

@@ -66,7 +66,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
+        status = self.server.owner.models_status
+        if self.path.rstrip("/").endswith("/models") and status != 200:
+            self._json(status, {"error": {"message": f"scripted failure {status}"}})
+        elif self.path.rstrip("/").endswith("/models"):
             self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
         elif self.path.rstrip("/").endswith("/_paces"):
             self._json(200, {"paces": self.server.owner.take_paces()})
@@ -211,6 +214,9 @@ class ScriptedModelServer:
         self.requests: list[dict[str, Any]] = []
         # Tokens per second each streamed reply was written at, first to last token.
         self.paces: list[float] = []
+        # What GET /models answers (a readiness probe asks it): 200 with the model list,
+        # or this status with an error.
+        self.models_status = 200
         self.port = 0
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -245,6 +251,7 @@ class ScriptedModelServer:
     def reset(self) -> None:
         with self._lock:
             self.route = None
+            self.models_status = 200
             self.scripts.clear()
             self.requests.clear()
             self.paces.clear()

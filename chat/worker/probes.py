@@ -1,0 +1,146 @@
+"""What the web's readiness cannot see for itself: whether this worker's Docker engine
+and the model endpoints answer (codeact_web/health.py reads the reports).
+
+Each worker process runs one thread that probes both every CODEACT_HEALTH_INTERVAL
+seconds and writes a report to Redis. `manage.py health --role worker` runs the
+same probes directly, as the worker container's health check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import docker
+import httpx2
+import requests
+from django.conf import settings
+from health_check.base import HealthCheck
+from health_check.exceptions import ServiceUnavailable
+
+from chat import live
+from codeact_web.health import WorkerReport, probe_timeout, report_key, report_ttl, workers_key
+from sandbox.docker_backend import docker_client
+
+log = logging.getLogger(__name__)
+
+DOCKER_DOWN = "the Docker engine does not answer"
+
+
+def docker_problem() -> str:
+    """An empty string when the engine answers a ping in time, else why not."""
+    try:
+        client = docker_client(settings.CODEACT_DOCKER_URL or None, timeout=probe_timeout())
+    except docker.errors.DockerException:  # asking for its API version failed
+        return DOCKER_DOWN
+    try:
+        return "" if client.ping() else DOCKER_DOWN
+    except (docker.errors.DockerException, requests.RequestException):
+        return DOCKER_DOWN
+    finally:
+        client.close()
+
+
+def model_problem(config: dict[str, Any]) -> str:
+    """An empty string when the endpoint lists its models, else why not. GET /models costs the
+    server nothing; a refused key is a failure (every turn would fail the same way),
+    other answers below 500 (a gateway without that route, a rate limit) are not."""
+    endpoint = f"the model endpoint {config['key']!r}"
+    url = str(config["base_url"]).rstrip("/") + "/models"
+    try:
+        response = httpx2.get(
+            url,
+            headers={"Authorization": f"Bearer {config['api_key'] or 'not-needed'}"},
+            timeout=probe_timeout(),
+        )
+    except httpx2.TimeoutException:
+        return f"{endpoint} did not answer within {probe_timeout():g} s"
+    except (httpx2.HTTPError, httpx2.InvalidURL):
+        return f"{endpoint} does not answer (cannot connect)"
+    if response.status_code in (401, 403):
+        return f"{endpoint} refused the API key (HTTP {response.status_code})"
+    if response.status_code >= 500:
+        return f"{endpoint} did not answer (HTTP {response.status_code})"
+    return ""
+
+
+def probe() -> WorkerReport:
+    return {
+        "docker": docker_problem(),
+        "models": {str(model["key"]): model_problem(model) for model in settings.CODEACT_MODELS},
+    }
+
+
+def worker_name() -> str:
+    """The process (worker, worker2...) and its host: one report per worker process."""
+    return f"{settings.CODEACT_PROCESS}@{socket.gethostname()}"
+
+
+def publish(report: WorkerReport, worker: str | None = None) -> None:
+    """Write this worker's report, fresh for three probe intervals."""
+    name = worker or worker_name()
+    pipe = live.redis_client().pipeline(transaction=False)
+    pipe.set(report_key(name), json.dumps(report), px=int(report_ttl() * 1000))
+    pipe.sadd(workers_key(), name)
+    pipe.execute()
+
+
+def _report_forever() -> None:
+    failing = False
+    while True:
+        try:
+            publish(probe())
+        except Exception as exc:  # Redis went away: the web will see the report go stale
+            if not failing:
+                log.warning("could not publish the health report: %r", exc)
+            failing = True
+        else:
+            failing = False
+        time.sleep(settings.CODEACT_HEALTH_INTERVAL)
+
+
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def start_reporting() -> None:
+    """Start this process's reporting thread, once."""
+    global _thread
+    with _started:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_report_forever, name="health-probes", daemon=True)
+            _thread.start()
+
+
+@dataclasses.dataclass(repr=False)
+class DockerEngine(HealthCheck):  # type: ignore[misc]
+    """The worker container's own check of its engine (`manage.py health --role worker`)."""
+
+    def __repr__(self) -> str:
+        return "Docker engine"
+
+    def run(self) -> None:
+        if problem := docker_problem():
+            raise ServiceUnavailable(problem)
+
+
+@dataclasses.dataclass(repr=False)
+class ModelEndpoint(HealthCheck):  # type: ignore[misc]
+    config: dict[str, Any] = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Model endpoint {self.config['key']!r}"
+
+    def run(self) -> None:
+        if problem := model_problem(self.config):
+            raise ServiceUnavailable(problem)
+
+
+def worker_checks() -> list[HealthCheck]:
+    """What a worker needs beyond PostgreSQL and Redis, asked directly."""
+    return [DockerEngine(), *(ModelEndpoint(dict(model)) for model in settings.CODEACT_MODELS)]
