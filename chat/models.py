@@ -360,6 +360,8 @@ class SandboxRecord(models.Model):
         REMOVED = "removed"
 
     LIVE = (State.WARM, State.CLAIMED)
+    # The container id of a reserved row whose container is still starting.
+    PENDING = "pending-"
 
     container_id = models.CharField(max_length=64, unique=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.WARM)

@@ -169,7 +169,7 @@ def _attach(record: SandboxRecord) -> Sandbox:
 # together. The lock is held for milliseconds: containers start after it, into
 # the reserved row (its container id is a placeholder until then).
 _RESERVATIONS_LOCK = 0x636F_6465_6163_74  # "codeact"
-PENDING = "pending-"
+PENDING = SandboxRecord.PENDING
 
 
 def _lock_reservations() -> None:
