@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -53,6 +54,20 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 def env_list(name: str, default: str = "") -> list[str]:
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str = "") -> list[str]:
+    """A comma-separated list of IP networks (an address alone is one host), checked
+    here so that a typo stops the process instead of refusing every request."""
+    entries = env_list(name, default)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks, got {entry!r}"
+            ) from None
+    return entries
 
 
 def env_ports(name: str, default: str) -> list[int]:

@@ -9,6 +9,7 @@ from codeact_web.env import (
     env_int,
     env_list,
     env_models,
+    env_networks,
     env_ports,
     env_secret,
     env_url_with_password,
@@ -169,3 +170,13 @@ def test_it_reads_ports(monkeypatch):
         monkeypatch.setenv("X_PORTS", bad)
         with pytest.raises(ImproperlyConfigured, match="X_PORTS must list TCP ports"):
             env_ports("X_PORTS", "80")
+
+
+def test_it_reads_networks(monkeypatch):
+    assert env_networks("X_NETS", "127.0.0.1/32,::1") == ["127.0.0.1/32", "::1"]
+    monkeypatch.setenv("X_NETS", " 10.0.0.0/8 , 192.0.2.7 ")
+    assert env_networks("X_NETS") == ["10.0.0.0/8", "192.0.2.7"]
+    for bad in ("localhost", "10.0.0.0/33", "300.1.1.1"):
+        monkeypatch.setenv("X_NETS", bad)
+        with pytest.raises(ImproperlyConfigured, match="X_NETS must list IP addresses or networks"):
+            env_networks("X_NETS")
