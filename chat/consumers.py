@@ -43,6 +43,7 @@ from chat.events import (
 )
 from chat.models import Conversation
 from chat.serialize import events_after
+from codeact_web import metrics
 from codeact_web.database import is_pool_timeout
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     group: str = ""
     session_groups: tuple[str, ...] = ()
     frames_sent = 0  # numbers the `part` frames of a large frame
+    counted = False  # accepted, and so counted in the open-websockets gauge
 
     async def connect(self) -> None:
         self.conversation_id = str(self.scope["url_route"]["kwargs"]["conversation_id"])
@@ -96,6 +98,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         for group in self.session_groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.counted = True
+        metrics.websockets.opened()
         await self._send({"type": "hello", "last_seq": conversation.last_seq})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -110,6 +114,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            metrics.websockets.closed()
         for group in (self.group, *self.session_groups) if self.group else ():
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -21,6 +21,7 @@ from codeact_web.env import (
     env_int,
     env_list,
     env_models,
+    env_networks,
     env_ports,
     env_secret,
     env_str,
@@ -216,6 +217,12 @@ SECURE_PROXY_SSL_HEADER = (
 # Addresses (or networks) of the reverse proxies: from them alone X-Forwarded-For
 # is believed, so the audit trail records the client, not the proxy.
 CODEACT_TRUSTED_PROXIES = env_list("CODEACT_TRUSTED_PROXIES", "")
+# Prometheus metrics at /metrics (codeact_web/metrics.py) go to clients in these
+# networks (their address as found behind CODEACT_TRUSTED_PROXIES), or to a request
+# with `Authorization: Bearer <CODEACT_METRICS_TOKEN>`; anyone else is refused (403).
+CODEACT_METRICS_ALLOW = env_networks("CODEACT_METRICS_ALLOW", "127.0.0.1/32,::1/128")
+# Empty: no token is accepted, only the networks above.
+CODEACT_METRICS_TOKEN = env_secret("CODEACT_METRICS_TOKEN")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat import views
-from codeact_web import health
+from codeact_web import health, metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("review/", include("review.urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ReadinessView.as_view(), name="health-ready"),
     path("accounts/signup/", views.signup, name="signup"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from chat.broadcast import publish_on_commit
 from chat.events import utf16_len
 from chat.models import Execution, Message, Output, Turn
 from chat.serialize import execution_event, output_event
+from codeact_web import metrics
 
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
 LOST_DETAIL = (
@@ -60,6 +62,11 @@ def close_execution(execution: Execution, status: str, detail: str, **fields: An
         setattr(execution, name, value)
     execution.seq = execution.conversation.next_seq()
     execution.save()
+    # A cell that never ran, or was cut off, has no run time worth a histogram.
+    ran = status not in (Execution.Status.FAILED, Execution.Status.LOST)
+    transaction.on_commit(
+        functools.partial(metrics.cell_finished, str(status), execution.duration if ran else None)
+    )
     publish_on_commit(execution.conversation_id, execution_event(execution))
 
 

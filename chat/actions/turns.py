@@ -7,6 +7,7 @@ is marked interrupted and never silently run again.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from chat.actions.sql import columns, field_names, one_statement
 from chat.broadcast import publish_on_commit
 from chat.models import Conversation, Message, Turn
 from chat.serialize import message_event, turn_event
+from codeact_web import metrics
 
 
 def worker_name() -> str:
@@ -157,6 +159,10 @@ def close_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn
     turn.finished_at = timezone.now()
     turn.seq = turn.conversation.next_seq()
     turn.save(update_fields=["status", "error_code", "error", "lease_until", "finished_at", "seq"])
+    # Counted once the close commits (a rolled-back close ended nothing), and
+    # before the event goes out, so a client that saw the end finds it counted.
+    ran = (turn.finished_at - turn.started_at).total_seconds() if turn.started_at else None
+    transaction.on_commit(functools.partial(metrics.turn_finished, str(status), ran))
     publish_on_commit(turn.conversation_id, turn_event(turn))
     return turn
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from chat import broadcast, lease, live
 from chat.actions import executions, replies, turns
@@ -27,7 +28,7 @@ from chat.lease import LeaseLost
 from chat.models import Execution, Message, Turn
 from chat.worker.executor import ConversationExecutor
 from chat.worker.stop_watch import Watched, stop_watch
-from codeact_web import database
+from codeact_web import database, metrics
 from sandbox.api import OnOutput, Output, SandboxError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class TurnRunner:
         self.pending: list[Output] = []
         self.tail = executions.StreamTail()
         self.last_output = 0.0
+        self.awaiting_first_token = True
 
     # --- Sink: replies ----------------------------------------------------------
 
@@ -101,6 +103,9 @@ class TurnRunner:
         self.parts.append(delta)
         self.unsent.append(delta)
         self._send_deltas_if_due()
+        if self.awaiting_first_token:  # after the first delta went out: it is not held up
+            self.awaiting_first_token = False
+            metrics.first_token((timezone.now() - self.turn.created_at).total_seconds())
         now = time.monotonic()
         if now - self.last_flush >= settings.CODEACT_FLUSH_INTERVAL:
             self.last_flush = now
@@ -238,6 +243,7 @@ class TurnRunner:
                 max_executions=int(self.config["max_executions"]),
             )
         except ModelError as exc:
+            metrics.model_error(exc.code)
             self._fail(exc.code, exc.message)
         except SandboxError as exc:
             log.warning("turn %s: sandbox failed: %s", self.turn.pk, exc)
