@@ -31,6 +31,14 @@ from codeact_web.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CODEACT_VAR_DIR", str(BASE_DIR / "var")))
 
+# CODEACT_PROFILE=production (the Compose deployment sets it) changes defaults only:
+# those of a site behind an HTTPS reverse proxy, under which `manage.py check --deploy`
+# reports nothing. Every value below can still be set on its own.
+CODEACT_PROFILE = env_str("CODEACT_PROFILE", "development")
+if CODEACT_PROFILE not in ("development", "production"):
+    raise ImproperlyConfigured("CODEACT_PROFILE must be development or production")
+PRODUCTION = CODEACT_PROFILE == "production"
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY", default_file=VAR_DIR / "secret_key")
 if not SECRET_KEY:
@@ -126,6 +134,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "codeact")
 # and health-checked at each task start instead (chat.tasks).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# JSON logs: Celery must leave the root logger to LOGGING (below) instead of its own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = env_str("CODEACT_LOG_FORMAT", "plain") != "json"
 # `make run` starts this many worker processes, each running up to
 # CODEACT_WORKER_CONCURRENCY turns in threads. A turn is mostly waiting (model,
 # kernel, database), but its Python runs under one process's GIL: one process
@@ -193,24 +203,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
+if PRODUCTION:
+    # Names carry a hash of the content (collected when the image is built), so the
+    # reverse proxy and browsers may keep them for a year.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # Production behind an HTTPS reverse proxy (README, "Production settings").
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-# Health checks are plain HTTP from inside the container or the cluster.
-SECURE_REDIRECT_EXEMPT = [r"^health/"]
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Health checks and Prometheus's scrapes are plain HTTP from inside the container or
+# the cluster's network.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 # The header the proxy sets to "https" for a TLS request, e.g. X-Forwarded-Proto. Only
 # set it when a proxy always sets (or strips) it: a client could send it otherwise.
-_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if PRODUCTION else "")
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
@@ -240,11 +258,28 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
 }
 
+# CODEACT_LOG_FORMAT=json: one JSON object per line (time, level, logger, process,
+# message, and any extra fields), for a log collector; plain text otherwise.
+CODEACT_LOG_FORMAT = env_str("CODEACT_LOG_FORMAT", "plain")
+if CODEACT_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("CODEACT_LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "static_fields": {"process": process_name()},
+        }
+        if CODEACT_LOG_FORMAT == "json"
+        else {"format": "%(message)s"},  # not used: the library need not be importable
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CODEACT_LOG_FORMAT},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

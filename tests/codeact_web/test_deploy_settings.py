@@ -3,6 +3,7 @@ audit trail's address is the client's behind a trusted proxy."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import subprocess
@@ -43,6 +44,42 @@ def test_it_passes_check_deploy_with_the_documented_production_settings(tmp_path
 
     assert checked.returncode == 0, checked.stderr + checked.stdout
     assert "System check identified no issues" in checked.stdout
+
+
+def run_manage(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(secrets.token_urlsafe(50))
+    env = env | {"SECRET_KEY_FILE": str(key_file), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_production_profile_alone_passes_check_deploy(tmp_path):
+    """CODEACT_PROFILE=production (what the Compose deployment sets) needs nothing
+    else but the site's name and a key: `check --deploy` prints no issue at all."""
+    env = {"CODEACT_PROFILE": "production", "ALLOWED_HOSTS": "chat.example.org"}
+    checked = run_manage(env, tmp_path, "check", "--deploy", "--fail-level", "DEBUG")
+
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    assert checked.stdout.strip() == "System check identified no issues (0 silenced)."
+
+
+def test_it_logs_one_json_object_per_line_when_asked(tmp_path):
+    env = {"CODEACT_LOG_FORMAT": "json"}
+    script = "import logging; logging.getLogger('codeact.probe').warning('hello %s', 'there')"
+    logged = run_manage(env, tmp_path, "shell", "-c", script)
+
+    assert logged.returncode == 0, logged.stderr
+    line = json.loads(logged.stderr.strip().splitlines()[-1])
+    assert line["message"] == "hello there"
+    assert line["level"] == "WARNING" and line["logger"] == "codeact.probe"
+    assert line["process"] == "shell" and line["time"]
 
 
 @pytest.mark.parametrize(

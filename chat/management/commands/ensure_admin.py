@@ -12,16 +12,21 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from codeact_web.env import env_secret
+
 
 class Command(BaseCommand):
-    help = "Create the admin account if no superuser exists (CODEACT_ADMIN_USERNAME/PASSWORD)."
+    help = (
+        "Create the admin account if no superuser exists "
+        "(CODEACT_ADMIN_USERNAME, CODEACT_ADMIN_PASSWORD or CODEACT_ADMIN_PASSWORD_FILE)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return
         username = os.environ.get("CODEACT_ADMIN_USERNAME") or "admin"
-        password = os.environ.get("CODEACT_ADMIN_PASSWORD") or ""
+        password = env_secret("CODEACT_ADMIN_PASSWORD")  # or CODEACT_ADMIN_PASSWORD_FILE
         generated = not password
         if generated:
             password = secrets.token_urlsafe(12)
