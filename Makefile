@@ -2,7 +2,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap run test test-fast test-chaos lint format bench bench-sandbox bench-turn
+.PHONY: bootstrap run test test-fast test-chaos lint format bench bench-sandbox bench-turn \
+	images compose-secrets compose-test
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -45,3 +46,17 @@ bench-sandbox: bootstrap
 
 bench-turn: bootstrap
 	$(PY) bench/turn.py
+
+# The Compose deployment (README, "Deploy"): every image built offline, cached by
+# a hash of its inputs; their tags (and the Docker socket's group) go to .env.
+images: bootstrap
+	@bash scripts/build-images
+
+compose-secrets:
+	@bash scripts/compose-secrets
+
+# The deployment tested as a whole (tests/compose/): images built, the stack
+# brought up under its own project name and ports, driven over HTTPS through
+# the reverse proxy, a worker killed mid-turn, down and up again.
+compose-test: images
+	CODEACT_COMPOSE=1 $(PY) -m pytest -m compose -p no:cacheprovider tests/compose $(PYTEST_ARGS)
