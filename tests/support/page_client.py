@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -24,10 +26,23 @@ RESUME_RETRY = 2.0  # the page waits 5 s after a refused resync; a test need not
 
 
 class PageClient:
-    def __init__(self, port: int, cookie: str, conversation_id: str) -> None:
-        self.url = f"ws://127.0.0.1:{port}/ws/conversations/{conversation_id}/"
-        self.origin = f"http://127.0.0.1:{port}"  # the site's own origin, as a browser sends
+    def __init__(
+        self,
+        port: int,
+        cookie: str,
+        conversation_id: str,
+        *,
+        site: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`site` is the page's origin (default http://127.0.0.1:port); an https
+        site is reached over wss with `tls` (e.g. trusting a self-signed certificate)."""
+        self.origin = site or f"http://127.0.0.1:{port}"  # as a browser sends it
+        socket_base = re.sub(r"^http", "ws", self.origin)
+        self.url = f"{socket_base}/ws/conversations/{conversation_id}/"
+        self.tls = tls
         self.cookie = cookie
+        self.deltas = 0  # token deltas received: the answer streamed, not arrived whole
         self.ws: ClientConnection | None = None
         self.last_seq = 0
         self.resume_pending = False
@@ -55,6 +70,7 @@ class PageClient:
                     additional_headers={"Cookie": self.cookie},
                     max_size=None,
                     open_timeout=10,
+                    **({"ssl": self.tls} if self.tls is not None else {}),
                 )
                 hello = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
                 assert hello["type"] == "hello", hello
@@ -144,6 +160,7 @@ class PageClient:
             await self._seen(event["seq"])
             self.rows["file"].pop(event["file_id"], None)
         elif kind == "delta":
+            self.deltas += 1
             await self._append(self.rows["message"].get(event["message_id"]), "content", event)
         elif kind == "output_delta":
             await self._seen(event["seq"])

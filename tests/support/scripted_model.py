@@ -80,6 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
+        if self.path.rstrip("/").endswith("/_scripts"):
+            # A test outside this process (the compose tier's model container) queues scripts.
+            owner.push(*(Script(**fields) for fields in body["scripts"]))
+            self._json(200, {"queued": len(owner.scripts)})
+            return
         script = owner._take(body)
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -218,6 +223,7 @@ class ScriptedModelServer:
         # or this status with an error.
         self.models_status = 200
         self.port = 0
+        self.host = "127.0.0.1"
         self._lock = threading.Lock()
         self._server: _Server | None = None
 
@@ -226,7 +232,7 @@ class ScriptedModelServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> ScriptedModelServer:
-        server = _Server(("127.0.0.1", self.port), _Handler)
+        server = _Server((self.host, self.port), _Handler)
         server.owner = self
         self.port = server.server_address[1]
         self._server = server
@@ -278,9 +284,11 @@ class ScriptedModelServer:
 if __name__ == "__main__":
     import sys
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8089
+    # python -m tests.support.scripted_model [PORT [HOST]]; scripts are queued with
+    # POST /v1/_scripts {"scripts": [{"text": ...}, ...]}.
     server = ScriptedModelServer()
-    server.port = port
+    server.port = int(sys.argv[1]) if len(sys.argv) > 1 else 8089
+    server.host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     server.start()
     print(f"scripted model server on {server.url}")
     threading.Event().wait()
