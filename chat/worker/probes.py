@@ -24,6 +24,7 @@ from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
 from chat import live
+from chat.worker.pool import image as sandbox_image
 from codeact_web.health import WorkerReport, probe_timeout, report_key, report_ttl, workers_key
 from sandbox.docker_backend import docker_client
 
@@ -33,13 +34,20 @@ DOCKER_DOWN = "the Docker engine does not answer"
 
 
 def docker_problem() -> str:
-    """An empty string when the engine answers a ping in time, else why not."""
+    """An empty string when the engine answers a ping in time and has the sandbox
+    image (without it no code could run), else why not."""
     try:
         client = docker_client(settings.CODEACT_DOCKER_URL or None, timeout=probe_timeout())
     except docker.errors.DockerException:  # asking for its API version failed
         return DOCKER_DOWN
     try:
-        return "" if client.ping() else DOCKER_DOWN
+        if not client.ping():
+            return DOCKER_DOWN
+        client.images.get(sandbox_image())
+        return ""
+    except docker.errors.ImageNotFound:
+        missing = sandbox_image()
+        return f"the sandbox image {missing} is not on the Docker engine (make images builds it)"
     except (docker.errors.DockerException, requests.RequestException):
         return DOCKER_DOWN
     finally:

@@ -63,6 +63,15 @@ def test_it_says_the_docker_engine_does_not_answer(health_settings):
     }
 
 
+def test_it_says_the_sandbox_image_is_missing(health_settings):
+    """A worker whose engine lacks the sandbox image could run no code at all."""
+    health_settings.CODEACT_SANDBOX_IMAGE = "codeact-sandbox:not-built-here"
+    assert probes.probe()["docker"] == (
+        "the sandbox image codeact-sandbox:not-built-here is not on the Docker engine "
+        "(make images builds it)"
+    )
+
+
 def test_it_publishes_a_report_fresh_for_three_intervals(health_settings):
     health_settings.CODEACT_HEALTH_INTERVAL = 0.2
     probes.publish(probes.probe(), worker="worker@test")
