@@ -173,6 +173,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         artifacts.mkdir(exist_ok=True)
         (artifacts / "compose-stack.log").write_text("\n".join(stack.log) + "\n" + logs)
         stack.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
+        # The sandboxes the stack's workers started on this engine (labelled with
+        # the stack's own deployment name).
+        label = f"label=codeact.deployment=compose-{stack.project}"
+        left = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True
+        ).stdout.split()
+        if left:
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
 
 
 def wait_ready(stack: Stack, timeout: float = 120) -> None:
