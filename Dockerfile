@@ -28,7 +28,7 @@ RUN python3 -m venv /opt/venv \
 WORKDIR /app
 COPY app/ /app/
 # Static files with content-hashed names, collected once at build time. WhiteNoise
-# serves them with a year's cache headers; the reverse proxy keeps a copy.
+# serves them with far-future cache headers; the reverse proxy keeps a copy.
 RUN SECRET_KEY=build-only CODEACT_PROFILE=production python manage.py collectstatic --no-input -v 0
 USER 1000:1000
 EXPOSE 8000

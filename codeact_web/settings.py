@@ -207,7 +207,7 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 if PRODUCTION:
     # Names carry a hash of the content (collected when the image is built), so the
-    # reverse proxy and browsers may keep them for a year.
+    # reverse proxy and browsers may keep them for years.
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
