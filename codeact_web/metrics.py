@@ -42,11 +42,10 @@ from prometheus_client.registry import Collector
 
 from chat import live
 from chat.models import SandboxRecord
-from codeact_web.proxy import client_ip
+from codeact_web.proxy import client_ip, in_networks
 
 log = logging.getLogger(__name__)
 
-type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 type Pipeline = redis.client.Pipeline
 
 # A web process rewrites its count of open sockets this often, with this TTL:
@@ -166,15 +165,22 @@ def _record(what: str, fill: Callable[[Pipeline], None]) -> None:
         live.outage.worked()
 
 
-def turn_finished(status: str, seconds: float | None) -> None:
-    """A turn ended; `seconds` is how long it ran (None: it never started)."""
+def _ended(
+    what: str, counter: _Counter, histogram: _Histogram, status: str, seconds: float | None
+) -> None:
+    """A turn or a cell ended with `status`; `seconds` is how long it ran (None: not at all)."""
 
     def fill(pipe: Pipeline) -> None:
-        TURNS.add(pipe, status)
+        counter.add(pipe, status)
         if seconds is not None:
-            TURN_SECONDS.add(pipe, seconds)
+            histogram.add(pipe, seconds)
 
-    _record(f"a {status} turn", fill)
+    _record(f"a {status} {what}", fill)
+
+
+def turn_finished(status: str, seconds: float | None) -> None:
+    """A turn ended; `seconds` is how long it ran (None: it never started)."""
+    _ended("turn", TURNS, TURN_SECONDS, status, seconds)
 
 
 def first_token(seconds: float) -> None:
@@ -184,13 +190,7 @@ def first_token(seconds: float) -> None:
 
 def cell_finished(status: str, seconds: float | None) -> None:
     """A cell ended; `seconds` is how long its code ran (None: it did not run)."""
-
-    def fill(pipe: Pipeline) -> None:
-        CELLS.add(pipe, status)
-        if seconds is not None:
-            CELL_SECONDS.add(pipe, seconds)
-
-    _record(f"a {status} cell", fill)
+    _ended("cell", CELLS, CELL_SECONDS, status, seconds)
 
 
 def model_error(code: str) -> None:
@@ -345,11 +345,6 @@ _registry.register(DeploymentCollector())
 # --- The view -----------------------------------------------------------------------
 
 
-@cache
-def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
 def _from_allowed_network(request: HttpRequest) -> bool:
     """The client (behind CODEACT_TRUSTED_PROXIES) is in CODEACT_METRICS_ALLOW."""
     try:
@@ -358,7 +353,7 @@ def _from_allowed_network(request: HttpRequest) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # an IPv4 client of a dual-stack listener
-    return any(ip in net for net in _networks(tuple(settings.CODEACT_METRICS_ALLOW)))
+    return in_networks(ip, settings.CODEACT_METRICS_ALLOW)
 
 
 def _has_token(request: HttpRequest) -> bool:

@@ -22,12 +22,17 @@ def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
+def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, entries: list[str]) -> bool:
+    """Whether `ip` is in one of `entries` (addresses or networks, as settings list them)."""
+    return any(ip in net for net in _networks(tuple(entries)))
+
+
 def _trusted(address: str) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in net for net in _networks(tuple(settings.CODEACT_TRUSTED_PROXIES)))
+    return in_networks(ip, settings.CODEACT_TRUSTED_PROXIES)
 
 
 def client_ip(request: HttpRequest) -> str | None:
