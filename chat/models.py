@@ -126,10 +126,17 @@ class Turn(models.Model):
         INTERRUPTED = "interrupted"
         STOPPED = "stopped"
 
+    class Kind(models.TextChoices):
+        ANSWER = "answer"  # the model answers the user's message (the agent loop)
+        CELL = "cell"  # the user runs a cell in the conversation's kernel; no model
+
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     user_message = models.ForeignKey("Message", on_delete=models.CASCADE, related_name="turns")
+    kind = models.CharField(
+        max_length=8, choices=Kind.choices, default=Kind.ANSWER, db_default=Kind.ANSWER
+    )
     seq = models.BigIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     model = models.CharField(max_length=100, default="default")
@@ -194,6 +201,11 @@ class Message(models.Model):
     final = models.BooleanField(default=False)
     code = models.CharField(max_length=40, blank=True)
     usage = models.JSONField(null=True, blank=True)
+    # How the model wrote its code in this reply (chat.agent.formats: execute, fence, tool).
+    action_format = models.CharField(max_length=10, blank=True, default="", db_default="")
+    # Set when the user edited this question or asked for another answer: the row
+    # stays in the record (and on the page, marked) but is never sent to the model.
+    superseded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -203,6 +215,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def superseded(self) -> bool:
+        return self.superseded_at is not None
 
 
 class Execution(models.Model):
@@ -219,6 +235,10 @@ class Execution(models.Model):
         LOST = "lost", "Cut off"  # the worker died while it ran; never re-run
         FAILED = "failed", "Not run"  # no sandbox could run it
 
+    class Origin(models.TextChoices):
+        AGENT = "agent", "Run by the assistant"
+        USER = "user", "Run by you"  # its message is the user's, its code typed or edited by them
+
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="executions"
     )
@@ -227,6 +247,9 @@ class Execution(models.Model):
     seq = models.BigIntegerField(default=0)
     number = models.PositiveIntegerField()  # "Code cell N" within the conversation
     code = models.TextField()
+    origin = models.CharField(
+        max_length=8, choices=Origin.choices, default=Origin.AGENT, db_default=Origin.AGENT
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     execution_count = models.IntegerField(null=True, blank=True)
     sandbox = models.ForeignKey(
