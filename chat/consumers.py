@@ -26,13 +26,22 @@ from chat import broadcast, socket_sessions
 from chat.actions import quotas
 from chat.actions.conversations import access_conversation, do_set_model, do_set_web_access
 from chat.actions.errors import ActionError
-from chat.actions.messages import do_request_stop, do_retry_turn, do_send_user_message
+from chat.actions.messages import (
+    do_request_stop,
+    do_resend,
+    do_retry_turn,
+    do_run_user_cell,
+    do_send_user_message,
+)
 from chat.events import (
     CLIENT_FRAME_TYPES,
     ClientFrame,
+    EditMessageFrame,
     PingFrame,
+    RegenerateFrame,
     ResumeFrame,
     RetryFrame,
+    RunCellFrame,
     SetModelFrame,
     SetWebAccessFrame,
     StopFrame,
@@ -160,10 +169,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Check access and carry out one frame, in one trip to a database thread.
         Returns the frames that answer it."""
         conversation = access_conversation(self._session_user(), self.conversation_id)
-        if isinstance(frame, UserMessageFrame):
-            message, turn = do_send_user_message(conversation, frame.text)
+        if isinstance(frame, (UserMessageFrame, RunCellFrame, EditMessageFrame)):
+            if isinstance(frame, UserMessageFrame):
+                message, turn = do_send_user_message(conversation, frame.text)
+            elif isinstance(frame, RunCellFrame):
+                message, turn = do_run_user_cell(conversation, frame.code)
+            else:
+                message, turn = do_resend(conversation, frame.message_id, frame.text)
             ack = {"type": "ack", "client_id": frame.client_id, "message_id": message.pk}
             return [ack | {"turn_id": turn.pk}]
+        if isinstance(frame, RegenerateFrame):
+            do_resend(conversation, frame.message_id)
+            return []
         if isinstance(frame, ResumeFrame):
             quotas.check_resume(conversation.owner_id)  # each resync reads rows: rate-limited
             events = events_after(conversation, frame.after_seq)

@@ -26,6 +26,10 @@ class MessageData(TypedDict):
     code: str  # notices: what they are about (e.g. execution_limit)
     turn_id: int | None
     created_at: str
+    # The user edited this question or asked for another answer: kept, shown as an
+    # earlier version, never sent to the model again.
+    superseded: bool
+    cell: bool  # a user message that is a cell the user ran (its execution has origin user)
 
 
 class ExecutionData(TypedDict):
@@ -35,6 +39,7 @@ class ExecutionData(TypedDict):
     turn_id: int
     code: str
     code_html: str  # highlighted with Pygments, safe to insert
+    origin: str  # agent, or user: a cell the user ran (typed, or edited from another)
     status: str
     execution_count: int | None
     duration: float | None
@@ -269,6 +274,30 @@ class RetryFrame(_Frame):
     turn_id: int
 
 
+class RunCellFrame(_Frame):
+    """Run code in the conversation's kernel as a cell of the user's own."""
+
+    type: Literal["run_cell"]
+    code: Annotated[str, StringConstraints(min_length=1)]
+    client_id: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class EditMessageFrame(_Frame):
+    """Replace the last question with `text` and answer it again."""
+
+    type: Literal["edit_message"]
+    message_id: int
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    client_id: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class RegenerateFrame(_Frame):
+    """Answer the last question (`message_id`) again."""
+
+    type: Literal["regenerate"]
+    message_id: int
+
+
 class StopFrame(_Frame):
     type: Literal["stop"]
 
@@ -291,6 +320,9 @@ ClientFrame = Annotated[
     UserMessageFrame
     | ResumeFrame
     | RetryFrame
+    | RunCellFrame
+    | EditMessageFrame
+    | RegenerateFrame
     | StopFrame
     | PingFrame
     | SetModelFrame
@@ -301,6 +333,9 @@ CLIENT_FRAME_TYPES = (
     "user_message",
     "resume",
     "retry",
+    "run_cell",
+    "edit_message",
+    "regenerate",
     "stop",
     "ping",
     "set_model",

@@ -48,6 +48,8 @@ def message_data(message: Message) -> MessageData:
         "code": message.code,
         "turn_id": message.turn_id,
         "created_at": message.created_at.isoformat(),
+        "superseded": message.superseded_at is not None,
+        "cell": message.role == Message.Role.USER and message.code == Message.CELL,
     }
 
 
@@ -95,6 +97,7 @@ def execution_data(execution: Execution) -> ExecutionData:
         "turn_id": execution.turn_id,
         "code": execution.code,
         "code_html": highlight_code(execution.code),
+        "origin": execution.origin,
         "status": execution.status,
         "execution_count": execution.execution_count,
         "duration": execution.duration,

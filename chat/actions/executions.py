@@ -32,9 +32,14 @@ LOST_DETAIL = (
 
 
 def do_start_execution(
-    turn: Turn, message: Message, code: str, limits: dict[str, Any]
+    turn: Turn,
+    message: Message,
+    code: str,
+    limits: dict[str, Any],
+    origin: str = Execution.Origin.AGENT,
 ) -> Execution:
-    """Store a running cell for the reply's code, with the limits it runs under."""
+    """Store a running cell for the reply's code (or the user's own cell, origin
+    `user`), with the limits it runs under."""
     with transaction.atomic():
         seq = turn.conversation.next_seq()  # also locks the conversation: numbers stay unique
         number = Execution.objects.filter(conversation_id=turn.conversation_id).count() + 1
@@ -43,6 +48,7 @@ def do_start_execution(
             turn=turn,
             message=message,
             code=code,
+            origin=origin,
             number=number,
             seq=seq,
             limits=limits,

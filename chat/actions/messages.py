@@ -1,4 +1,5 @@
-"""The user's messages: send, retry and stop. The only place that enqueues a turn.
+"""The user's messages: send, edit, regenerate, run a cell, retry and stop. The only
+place that enqueues a turn.
 
 A turn is handed to the worker by task name after the transaction commits,
 so the web side never imports the worker (and the worker's task reads a row
@@ -13,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -30,6 +32,11 @@ RUN_TURN = "chat.tasks.run_turn"  # the task's registered name (chat.tasks uses 
 TURN_IN_PROGRESS = (
     "The assistant is still answering the previous message. Wait for it or press Stop."
 )
+CELL_REFUSED = (
+    "Code can run when the assistant has finished answering (or after you press Stop): "
+    "it would share the Python session with the assistant's own code."
+)
+NOT_EDITABLE = "Only your last message can be edited or answered again."
 
 
 def send_turn(turn_id: int) -> None:
@@ -110,7 +117,11 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
     """
     text = _check_text(text)
     default_title = Conversation._meta.get_field("title").default
-    first = conversation.title == default_title and not conversation.messages.exists()
+    # The first question names the conversation (cells run before it do not).
+    first = (
+        conversation.title == default_title
+        and not conversation.messages.exclude(code=Message.CELL).exists()
+    )
     title = _title_from(text) if first else ""
     now = timezone.now()
     count = 3 if first else 2
@@ -160,6 +171,97 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
     publish_on_commit(conversation.id, *events, turn_event(turn))
     _send_turn_on_commit(turn.pk)
     return message, turn
+
+
+def _check_code(code: str) -> str:
+    if not code.strip():
+        raise ActionError("empty_cell", "The cell is empty.")
+    if len(code) > settings.CODEACT_MAX_MESSAGE_CHARS:
+        raise ActionError(
+            "cell_too_long",
+            f"The cell is {len(code):,} characters long; the limit is "
+            f"{settings.CODEACT_MAX_MESSAGE_CHARS:,}.",
+        )
+    return code.strip("\n").rstrip()
+
+
+def do_run_user_cell(conversation: Conversation, code: str) -> tuple[Message, Turn]:
+    """Store a cell the user runs (a user message holding the code) and a queued
+    `cell` turn: a worker runs it in the conversation's kernel, as it runs the
+    assistant's code, and the next prompt tells the model what the user ran and saw.
+
+    Refused (nothing stored) while a turn of this conversation is queued or running.
+    """
+    code = _check_code(code)
+    try:
+        with transaction.atomic():
+            quotas.check_new_turn(conversation.owner_id)
+            message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=code,
+                code=Message.CELL,
+                seq=conversation.next_seq(),
+            )
+            turn = Turn.objects.create(
+                conversation=conversation,
+                user_message=message,
+                kind=Turn.Kind.CELL,
+                model=conversation.model,
+                seq=conversation.next_seq(),
+            )
+            publish_on_commit(conversation.id, message_event(message), turn_event(turn))
+            _send_turn_on_commit(turn.pk)
+    except IntegrityError:
+        raise ActionError("turn_in_progress", CELL_REFUSED) from None
+    return message, turn
+
+
+def last_question(conversation: Conversation) -> Message | None:
+    """The user's last message that is not superseded (cells they ran are not questions)."""
+    return (
+        conversation.messages.filter(role=Message.Role.USER, superseded_at__isnull=True)
+        .exclude(code=Message.CELL)
+        .order_by("-id")
+        .first()
+    )
+
+
+def do_resend(
+    conversation: Conversation, message_id: int, text: str | None = None
+) -> tuple[Message, Turn]:
+    """Edit the last question (`text`) or answer it again (`text` None).
+
+    History is not rewritten: the question and every reply to it stay, marked
+    superseded (shown as an earlier version, never sent to the model again), and
+    the question is sent anew, as a new message after anything since (cells the
+    user ran after the answer stay in the model's view). The kernel is not rolled
+    back: variables the superseded answer's code made are still there.
+    """
+    if text is not None:
+        text = _check_text(text)
+    try:
+        with transaction.atomic():
+            # Lock the conversation first (as every writer does) and check under it.
+            seq = conversation.next_seq()
+            if conversation.turns.filter(status__in=Turn.ACTIVE).exists():
+                raise ActionError("turn_in_progress", TURN_IN_PROGRESS)
+            question = last_question(conversation)
+            if question is None or question.pk != message_id:
+                raise ActionError("not_editable", NOT_EDITABLE)
+            now = timezone.now()
+            earlier = conversation.messages.filter(
+                Q(pk=question.pk) | Q(turn__user_message=question), superseded_at__isnull=True
+            )
+            earlier_ids = list(earlier.values_list("pk", flat=True))
+            Message.objects.filter(pk__in=earlier_ids).update(superseded_at=now, seq=seq)
+            publish_on_commit(
+                conversation.id,
+                *(message_event(m) for m in Message.objects.filter(pk__in=earlier_ids)),
+            )
+            return do_send_user_message(conversation, question.content if text is None else text)
+    except IntegrityError:
+        raise ActionError("turn_in_progress", TURN_IN_PROGRESS) from None
 
 
 def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:

@@ -33,20 +33,25 @@ def worker_name() -> str:
 
 
 # Claim a queued turn in one statement (one round trip on the way to the first
-# token): take two sequence numbers (the turn's, then its first reply's), mark the
+# token): take the sequence numbers (the turn's, then its first reply's), mark the
 # turn running with a lease, store the first reply (streaming, empty), and return
-# all three rows. Only a turn still queued is claimed, and the conversation row is
-# locked before the turn (the order every other writer uses: no deadlock). A
-# duplicate delivery that loses the race for the turn row still takes its two
-# numbers; a client treats the gap as a reason to resync, and finds nothing missing.
+# all three rows. A cell the user runs has no reply: it takes one number and the
+# reply columns come back empty. Only a turn still queued is claimed, and the
+# conversation row is locked before the turn (the order every other writer uses:
+# no deadlock). A duplicate delivery that loses the race for the turn row still
+# takes its numbers; a client treats the gap as a reason to resync, and finds
+# nothing missing.
 _CLAIM_SQL = f"""
-WITH bumped AS (
-    UPDATE chat_conversation SET last_seq = last_seq + 2, updated_at = %(now)s
-    WHERE id = (SELECT conversation_id FROM chat_turn WHERE id = %(turn)s AND status = 'queued')
-    RETURNING {columns(Conversation, "chat_conversation")}
+WITH target AS (
+    SELECT conversation_id, CASE WHEN kind = 'cell' THEN 1 ELSE 2 END AS numbers
+    FROM chat_turn WHERE id = %(turn)s AND status = 'queued'
+), bumped AS (
+    UPDATE chat_conversation SET last_seq = last_seq + target.numbers, updated_at = %(now)s
+    FROM target WHERE chat_conversation.id = target.conversation_id
+    RETURNING {columns(Conversation, "chat_conversation")}, target.numbers
 ), claimed AS (
     UPDATE chat_turn SET status = 'running', lease_until = %(lease)s, worker = %(worker)s,
-        started_at = %(now)s, seq = bumped.last_seq - 1
+        started_at = %(now)s, seq = bumped.last_seq - bumped.numbers + 1
     FROM bumped WHERE chat_turn.id = %(turn)s AND chat_turn.status = 'queued'
     RETURNING {columns(Turn, "chat_turn")}
 ), reply AS (
@@ -54,11 +59,11 @@ WITH bumped AS (
         (conversation_id, turn_id, seq, role, content, status, final, code, created_at, updated_at)
     SELECT conversation_id, id, seq + 1, 'assistant', '', 'streaming', false, '',
         %(now)s, %(now)s
-    FROM claimed
+    FROM claimed WHERE kind = 'answer'
     RETURNING id, seq
 )
 SELECT reply.id, reply.seq, {columns(Turn, "claimed")}, {columns(Conversation, "bumped")}
-FROM reply, claimed, bumped
+FROM claimed CROSS JOIN bumped LEFT JOIN reply ON true
 """
 
 # The order _CLAIM_SQL returns the turn's and the conversation's columns in.
@@ -69,10 +74,11 @@ _CONVERSATION_FIELDS = field_names(Conversation)
 @dataclass(frozen=True)
 class Claim:
     """A turn this worker now runs, with its conversation loaded, and its first
-    reply, stored (streaming, empty) in the same statement as the claim."""
+    reply, stored (streaming, empty) in the same statement as the claim (None for
+    a cell the user runs: the model is not asked)."""
 
     turn: Turn
-    first_reply: Message
+    first_reply: Message | None
 
 
 def claim_turn(turn_id: int) -> Claim | None:
@@ -100,7 +106,11 @@ def claim_turn(turn_id: int) -> Claim | None:
         return None
     split = 2 + len(_TURN_FIELDS)
     turn = Turn.from_db(connection.alias, _TURN_FIELDS, row[2:split])
-    turn.conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, row[split:])
+    fields = row[split : split + len(_CONVERSATION_FIELDS)]  # then bumped's `numbers`
+    turn.conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, fields)
+    if row[0] is None:  # a cell the user runs
+        publish_on_commit(turn.conversation_id, turn_event(turn))
+        return Claim(turn, None)
     reply = Message(
         id=row[0],
         conversation=turn.conversation,
