@@ -36,6 +36,18 @@ def _steps(conversation: Conversation) -> Iterator[tuple[Message, Execution | No
         yield message, execution, outputs.get(execution.pk, []) if execution else []
 
 
+def _heading(message: Message) -> str:
+    """Who said it, as the exports label it: a cell the user ran is told apart from
+    the assistant's cells, and an earlier version is marked as replaced."""
+    if message.role == Message.Role.USER and message.code == Message.CELL:
+        title = "You ran this cell"
+    else:
+        title = role_name(message.role)
+    if message.superseded_at is not None:
+        title += " (earlier version, replaced; not sent to the model)"
+    return f"**{title}:**"
+
+
 def _image_data(output: Output) -> str:
     """An image output as notebooks hold it: base64, or the SVG's text."""
     raw = bytes(output.image or b"")
@@ -67,9 +79,11 @@ def notebook(conversation: Conversation) -> Any:
     cells: list[Any] = [v4.new_markdown_cell(f"# {conversation.title}")]
     for message, execution, outputs in _steps(conversation):
         text = shown_text(message.role, message.content)
-        if text:
-            title = role_name(message.role)
-            cells.append(v4.new_markdown_cell(f"**{title}:**\n\n{text}"))
+        user_cell = message.code == Message.CELL and message.role == Message.Role.USER
+        if user_cell:
+            cells.append(v4.new_markdown_cell(_heading(message)))
+        elif text:
+            cells.append(v4.new_markdown_cell(f"{_heading(message)}\n\n{text}"))
         if execution is not None:
             cell = v4.new_code_cell(
                 execution.code,
@@ -80,6 +94,8 @@ def notebook(conversation: Conversation) -> Any:
                 "status": execution.status,
                 "duration": execution.duration,
                 "number": execution.number,
+                "origin": execution.origin,  # agent, or user: a cell the user ran
+                "superseded": message.superseded_at is not None,
             }
             cells.append(cell)
     nb = v4.new_notebook(
@@ -142,8 +158,11 @@ def markdown(conversation: Conversation) -> str:
     parts = [f"# {conversation.title}"]
     for message, execution, outputs in _steps(conversation):
         text = shown_text(message.role, message.content)
-        if text:
-            parts.append(f"**{role_name(message.role)}:**\n\n{text}")
+        user_cell = message.code == Message.CELL and message.role == Message.Role.USER
+        if user_cell:
+            parts.append(_heading(message))
+        elif text:
+            parts.append(f"{_heading(message)}\n\n{text}")
         if execution is not None:
             parts.append(_fence(execution.code, "python"))
             parts.extend(p for p in (_md_output(o) for o in outputs) if p)

@@ -59,6 +59,7 @@ def _turns(conversation: Conversation) -> list[dict[str, Any]]:
     return [
         {
             "id": t.pk,
+            "kind": t.kind,
             "status": t.status,
             "model": t.model,
             "user_message_id": t.user_message_id,
@@ -84,6 +85,8 @@ def _messages(conversation: Conversation) -> list[dict[str, Any]]:
             "code": m.code,
             "content": m.content,
             "usage": m.usage,
+            "action_format": m.action_format,
+            "superseded_at": _time(m.superseded_at),
             "created_at": _time(m.created_at),
             "updated_at": _time(m.updated_at),
         }
@@ -99,6 +102,7 @@ def _executions(conversation: Conversation) -> list[dict[str, Any]]:
             "turn_id": e.turn_id,
             "message_id": e.message_id,
             "number": e.number,
+            "origin": e.origin,
             "code": e.code,
             "status": e.status,
             "execution_count": e.execution_count,
@@ -215,39 +219,55 @@ def json_chunks(
 
 def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None]:
     """The steps of the turns that ended with an answer, up to the first that did
-    not, and the last such turn."""
+    not, and the last such turn. Cells the user ran come in as the user's steps
+    before the next question (as the model was told of them); superseded questions
+    and answers are left out, as they were left out of the model's view."""
     replies: dict[int, list[Message]] = {}
     for m in (
-        conversation.messages.filter(role=Message.Role.ASSISTANT, turn__isnull=False)
+        conversation.messages.filter(
+            role=Message.Role.ASSISTANT, turn__isnull=False, superseded_at__isnull=True
+        )
         .exclude(content="")
         .select_related("execution")
         .order_by("id")
     ):
         replies.setdefault(m.turn_id or 0, []).append(m)
     steps: list[Step] = []
+    cells: list[Step] = []  # cells the user ran since the last kept answer
     last_turn: Turn | None = None
-    for turn in conversation.turns.select_related("user_message").order_by("id"):
+    turns = (
+        conversation.turns.filter(user_message__superseded_at__isnull=True)
+        .select_related("user_message", "user_message__execution")
+        .order_by("id")
+    )
+    for turn in turns:
+        if turn.kind == Turn.Kind.CELL:
+            execution = getattr(turn.user_message, "execution", None)
+            if execution is not None:
+                cells.append(_step(turn.user_message, execution))
+            continue
         turn_replies = replies.get(turn.pk, [])
         answered = bool(turn_replies) and getattr(turn_replies[-1], "execution", None) is None
         if turn.status != Turn.Status.DONE or not answered:
             break
+        steps.extend(cells)
+        cells = []
         steps.append(Step(Message.Role.USER, turn.user_message.content))
-        for reply in turn_replies:
-            execution = getattr(reply, "execution", None)
-            if execution is None:
-                steps.append(Step(Message.Role.ASSISTANT, reply.content))
-            else:
-                steps.append(
-                    Step(
-                        Message.Role.ASSISTANT,
-                        reply.content,
-                        execution.observation,
-                        execution.status,
-                        execution.detail,
-                    )
-                )
+        steps.extend(_step(reply, getattr(reply, "execution", None)) for reply in turn_replies)
         last_turn = turn
     return steps, last_turn
+
+
+def _step(message: Message, execution: Any) -> Step:
+    if execution is None:
+        return Step(message.role, message.content)
+    return Step(
+        message.role,
+        message.content,
+        execution.observation,
+        execution.status,
+        execution.detail,
+    )
 
 
 def training_record(conversation: Conversation) -> dict[str, Any] | None:

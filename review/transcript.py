@@ -56,6 +56,7 @@ class TurnView:
     question: Message
     steps: list[Step]
     seconds: float | None
+    cell: ExecutionView | None = None  # a cell the user ran (its turn asks no model)
 
 
 def _output_view(output: Output) -> OutputView:
@@ -169,20 +170,23 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
         question = by_id.get(turn.user_message_id)
         if question is None:
             continue
-        result.append(
-            TurnView(
-                turn=turn,
-                question=question,
-                steps=steps,
-                seconds=_seconds(turn.started_at or turn.created_at, turn.finished_at),
-            )
+        view = TurnView(
+            turn=turn,
+            question=question,
+            steps=steps,
+            seconds=_seconds(turn.started_at or turn.created_at, turn.finished_at),
         )
+        cell = executions.get(question.pk) if turn.kind == Turn.Kind.CELL else None
+        if cell is not None:
+            view.cell = _execution_view(cell, outputs.get(cell.pk, []), web.get(cell.pk, []))
+        result.append(view)
     return result
 
 
 def summary(turns: list[TurnView]) -> dict[str, Any]:
     """Counts for the transcript's header: turns, cells, errors, sandbox time, tokens."""
     executions = [s.execution.execution for t in turns for s in t.steps if s.execution]
+    executions += [t.cell.execution for t in turns if t.cell]
     tokens = {"prompt": 0, "completion": 0}
     for t in turns:
         for s in t.steps:
