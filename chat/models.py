@@ -180,6 +180,9 @@ class Message(models.Model):
         ASSISTANT = "assistant"
         NOTICE = "notice"  # shown to the user (limits, lost state); never sent to the model
 
+    # `code` of a user message that is a cell the user ran (its content is the code).
+    CELL = "cell"
+
     class Status(models.TextChoices):
         COMPLETE = "complete"
         STREAMING = "streaming"
@@ -199,7 +202,7 @@ class Message(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE)
     # The turn's answer, as opposed to a step that ran code (notices: their code).
     final = models.BooleanField(default=False)
-    code = models.CharField(max_length=40, blank=True)
+    code = models.CharField(max_length=40, blank=True)  # notices: what about; cells: "cell"
     usage = models.JSONField(null=True, blank=True)
     # How the model wrote its code in this reply (chat.agent.formats: execute, fence, tool).
     action_format = models.CharField(max_length=10, blank=True, default="", db_default="")

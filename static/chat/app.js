@@ -7,12 +7,13 @@
 // everything after the last contiguous sequence number (socket.js).
 
 import { applyOutputDelta, renderExecution, renderOutput, startTimers } from "./cells.js";
+import { updateRunButtons } from "./code.js";
 import { setupComposer, showError, updateComposer } from "./composer.js";
 import { scrollToEnd, transcript } from "./dom.js";
 import { forgetFile, keepOnlyFiles, renderFile, setupUploads } from "./files.js";
 import { connect, resumeRefused, seen, send } from "./socket.js";
 import { state } from "./state.js";
-import { applyDelta, applyTurn, renderMessage } from "./transcript.js";
+import { applyDelta, applyTurn, renderMessage, updateMessageActions } from "./transcript.js";
 
 const root = document.getElementById("chat");
 const titleEl = document.getElementById("conversation-title");
@@ -68,6 +69,10 @@ function handle(event) {
     showError(event);
   }
   updateComposer();
+  if (event.type !== "delta" && event.type !== "output_delta") {
+    updateMessageActions();
+    updateRunButtons();
+  }
   scrollToEnd();
 }
 
@@ -112,5 +117,7 @@ setupUploads(root);
 setupComposer();
 startTimers();
 updateComposer();
+updateMessageActions();
+updateRunButtons();
 transcript.scrollTop = transcript.scrollHeight;
 connect({ onEvent: handle, onChange: updateComposer });

@@ -1,6 +1,7 @@
 // Code cells and their outputs, streamed live: a running cell shows a timer,
 // text output grows by deltas, long output starts collapsed.
 
+import { openEditor } from "./code.js";
 import { el, place } from "./dom.js";
 import { requestResume } from "./socket.js";
 import { state } from "./state.js";
@@ -45,9 +46,9 @@ export function startTimers() {
 function cellEntry(data) {
   let entry = state.executions.get(data.id);
   if (!entry) {
-    const node = el("section", "cell");
+    const node = el("section", data.origin === "user" ? "cell cell-user" : "cell");
     node.setAttribute("role", "region");
-    node.setAttribute("aria-label", `Code cell ${data.number}`);
+    node.setAttribute("aria-label", `Code cell ${data.number}${data.origin === "user" ? ", run by you" : ""}`);
     const code = el("pre", "cell-code code");
     code.appendChild(el("code"));
     node.append(el("div", "cell-head"), code, el("div", "cell-outputs"), el("div", "cell-web"));
@@ -70,7 +71,13 @@ function cellHead(entry, data) {
     timer.textContent = formatDuration(data.duration);
   }
   const head = entry.el.querySelector(".cell-head");
-  head.replaceChildren(el("span", "cell-label", count), status, timer, copyButton(() => entry.data.code));
+  const parts = [el("span", "cell-label", count)];
+  if (data.origin === "user") parts.push(el("span", "cell-origin", "Run by you"));
+  const edit = el("button", "btn btn-small btn-edit", "Edit");
+  edit.type = "button";
+  edit.setAttribute("aria-label", `Edit cell ${data.number} and run it again`);
+  edit.addEventListener("click", () => openEditor(entry));
+  head.replaceChildren(...parts, status, timer, copyButton(() => entry.data.code), edit);
   if (data.detail && data.status !== "ok" && data.status !== "error") head.appendChild(el("span", "cell-detail", data.detail));
   if (data.dropped_note) head.appendChild(el("span", "cell-detail cell-dropped", data.dropped_note));
 }
@@ -111,6 +118,12 @@ export function renderExecution(data) {
   cellHead(entry, data);
   cellWeb(entry, data);
   entry.el.querySelector(".cell-code code").innerHTML = data.code_html; // Pygments-escaped on the server
+  // A cell the user ran: the cell itself now shows the code their message held.
+  const asked = state.messages.get(data.message_id);
+  if (asked) {
+    if (asked.data.cell) asked.el.hidden = true;
+    entry.el.classList.toggle("superseded", Boolean(asked.data.superseded));
+  }
   const waiting = state.orphanOutputs.get(data.id);
   if (waiting) {
     state.orphanOutputs.delete(data.id);

@@ -17,6 +17,7 @@ export const state = {
   pendingText: null, // text of the last user_message, kept until acked
   outbox: null, // a user_message typed while the socket was not open
   hintNote: null, // a message under the composer, shown until a moment passes
+  editing: null, // id of the last message while the composer edits it
   // rows on screen
   messages: new Map(), // id -> {data, el, text}
   turns: new Map(), // id -> {data, el}

@@ -2,6 +2,8 @@
 // grows by deltas (placed by their UTF-16 offset) and is replaced by the
 // server's HTML when it completes.
 
+import { addRunButtons, markCellsOf, userCodeBlocks } from "./code.js";
+import { flash } from "./composer.js";
 import { el, place, scrollToEnd } from "./dom.js";
 import { renderFeedback } from "./feedback.js";
 import { requestResume, send } from "./socket.js";
@@ -36,22 +38,81 @@ export function renderMessage(data) {
   }
   entry.data = data;
   entry.el.classList.toggle("msg-final", Boolean(data.final));
+  entry.el.classList.toggle("msg-cell", Boolean(data.cell));
   body.classList.toggle("streaming", streaming);
   if (data.role === "assistant" && !streaming) {
     body.innerHTML = data.html; // rendered and sanitized on the server
+    addRunButtons(body);
+  } else if (data.role === "user" && data.cell) {
+    // A cell the user ran: its code cell below shows it; this shows only until it starts.
+    const code = el("pre", "code");
+    code.appendChild(el("code", "", data.content));
+    body.replaceChildren(el("p", "muted small", "Waiting to run…"), code);
+  } else if (data.role === "user") {
+    body.replaceChildren(...userCodeBlocks(entry.text)); // as typed, with its code blocks runnable
   } else {
     body.textContent = entry.text;
   }
+  superseded(entry, data);
   let note = entry.el.querySelector(".msg-note");
   const noteText = NOTES[data.status];
   if (noteText && data.role === "assistant") {
     if (!note) entry.el.appendChild((note = el("div", "msg-note")));
     note.textContent = noteText;
   } else if (note) note.remove();
-  entry.el.hidden = data.role === "assistant" && !streaming && !data.content;
+  const cellShown = data.cell && [...state.executions.values()].some((c) => c.data.message_id === data.id);
+  entry.el.hidden = (data.role === "assistant" && !streaming && !data.content) || cellShown;
   renderFeedback(entry, data);
   const turn = state.turns.get(data.turn_id);
   if (turn) renderTurn(turn.data);
+}
+
+// An earlier version of a question and its answer, kept in the record: dimmed, and
+// marked once, on the question, as not sent to the assistant any more.
+function superseded(entry, data) {
+  entry.el.classList.toggle("superseded", Boolean(data.superseded));
+  let label = entry.el.querySelector(".superseded-label");
+  if (data.superseded && data.role === "user" && !data.cell) {
+    if (!label) {
+      label = el("div", "superseded-label", "Earlier version: replaced by your edit or a new answer, and no longer sent to the assistant.");
+      entry.el.appendChild(label);
+    }
+  } else if (label) label.remove();
+  markCellsOf(data.id, Boolean(data.superseded));
+}
+
+// The last question can be edited and its answer regenerated: the buttons move to
+// whichever rows are last, after every change.
+export function updateMessageActions() {
+  for (const node of document.querySelectorAll(".msg-actions")) node.remove();
+  const busy = [...state.turns.values()].some((t) => ACTIVE.has(t.data.status));
+  if (busy) return;
+  const live = [...state.messages.values()].filter((m) => !m.data.superseded).sort((a, b) => a.data.id - b.data.id);
+  const question = live.filter((m) => m.data.role === "user" && !m.data.cell).at(-1);
+  if (!question) return;
+  const edit = el("button", "btn btn-small btn-quiet", "Edit");
+  edit.type = "button";
+  edit.setAttribute("aria-label", "Edit your last message");
+  edit.title = "Edit and send again (Up arrow in an empty message box). The earlier answer is kept, marked as replaced.";
+  edit.addEventListener("click", () => document.dispatchEvent(new CustomEvent("codeact:edit-last")));
+  const mine = el("div", "msg-actions");
+  mine.appendChild(edit);
+  question.el.appendChild(mine);
+  const answer = live.filter((m) => m.data.role === "assistant" && m.data.final && m.data.id > question.data.id).at(-1);
+  if (answer && answer.data.status === "complete") {
+    const again = el("button", "btn btn-small btn-quiet", "Regenerate");
+    again.type = "button";
+    again.setAttribute("aria-label", "Regenerate the last answer");
+    again.title = "Ask for another answer. This one is kept, marked as replaced. Code already run is not undone: the Python session keeps its variables.";
+    again.addEventListener("click", () => {
+      if (send({ type: "regenerate", message_id: question.data.id })) {
+        flash("Answering again. Code that already ran is not undone: the Python session keeps its variables.");
+      } else flash("Not connected: try again when the connection is back.", true);
+    });
+    const theirs = el("div", "msg-actions");
+    theirs.appendChild(again);
+    answer.el.appendChild(theirs);
+  }
 }
 
 export function applyDelta(event) {
