@@ -89,6 +89,7 @@ class FileData(TypedDict):
 
 class TurnData(TypedDict):
     id: int
+    kind: str  # answer, or cell: a cell the user runs (no model is asked)
     status: str
     user_message_id: int
     error_code: str

@@ -35,16 +35,34 @@ class Step:
 
 def model_messages(steps: Iterable[Step]) -> list[ChatMessage]:
     """The messages sent to the model: each reply that ran code is followed by
-    the observation the model was given (or why it has none)."""
+    the observation the model was given (or why it has none); a cell the user ran
+    is a user message with its code and what it printed.
+
+    Consecutive user messages (a cell, then a question) are joined into one: many
+    chat templates require user and assistant to alternate."""
     messages: list[ChatMessage] = []
     for step in steps:
-        messages.append({"role": step.role, "content": step.content})
-        if step.role == Message.Role.ASSISTANT and step.execution_status is not None:
-            told = Execution.observation_for(
+        told = (
+            Execution.observation_for(
                 step.observation, step.execution_status, step.execution_detail
             )
-            messages.append({"role": "user", "content": told})
+            if step.execution_status is not None
+            else ""
+        )
+        if step.role == Message.Role.USER and told:
+            _add(messages, "user", codeact.user_cell_text(step.content, told))
+            continue
+        _add(messages, step.role, step.content)
+        if step.role == Message.Role.ASSISTANT and told:
+            _add(messages, "user", told)
     return messages
+
+
+def _add(messages: list[ChatMessage], role: str, content: str) -> None:
+    if role == "user" and messages and messages[-1]["role"] == "user":
+        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + content}
+    else:
+        messages.append({"role": role, "content": content})
 
 
 # Plain SQL: both run at the start of every turn, on the way to its first token,
@@ -55,6 +73,7 @@ SELECT m.role, m.content, e.observation, e.status, e.detail
 FROM chat_message m LEFT JOIN chat_execution e ON e.message_id = m.id
 WHERE m.conversation_id = %s AND m.id <= %s
   AND m.role <> 'notice' AND m.status NOT IN ('failed', 'streaming')
+  AND m.superseded_at IS NULL AND NOT (m.code = 'cell' AND e.id IS NULL)
   AND NOT (m.role = 'assistant' AND m.content = '')
 ORDER BY m.id DESC LIMIT %s
 """
@@ -67,8 +86,9 @@ ORDER BY path
 
 def history_for(turn: Turn) -> list[ChatMessage]:
     """The conversation as the model saw it, up to and including this turn's question
-    (the most recent CODEACT_HISTORY_MESSAGES messages). Notices, failed replies and
-    replies still streaming are left out."""
+    (the most recent CODEACT_HISTORY_MESSAGES messages), with the cells the user ran.
+    Notices, failed replies, replies still streaming and superseded questions and
+    answers (the user edited the question or asked for another answer) are left out."""
     with connection.cursor() as cursor:
         cursor.execute(
             _HISTORY_SQL,

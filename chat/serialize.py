@@ -56,6 +56,7 @@ def message_data(message: Message) -> MessageData:
 def turn_data(turn: Turn) -> TurnData:
     return {
         "id": turn.pk,
+        "kind": turn.kind,
         "status": turn.status,
         "user_message_id": turn.user_message_id,
         "error_code": turn.error_code,

@@ -285,6 +285,7 @@ def do_retry_turn(conversation: Conversation, turn_id: int) -> Turn:
             turn = Turn.objects.create(
                 conversation=conversation,
                 user_message=last.user_message,
+                kind=last.kind,  # a cell that could not run is run again, not answered
                 model=conversation.model,
                 seq=conversation.next_seq(),
             )

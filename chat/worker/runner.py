@@ -20,7 +20,8 @@ from chat import broadcast, lease, live
 from chat.actions import executions, replies, turns
 from chat.actions.conversations import model_config
 from chat.actions.turns import Claim
-from chat.agent.loop import Executed, run_agent
+from chat.agent import codeact
+from chat.agent.loop import Executed, footer_for, run_agent
 from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.events import utf16_len
 from chat.history import history_for, system_prompt_for
@@ -216,11 +217,10 @@ class TurnRunner:
     # --- run ------------------------------------------------------------------
 
     def run(self) -> None:
-        client = model_client(model_settings(self.turn.model))
         self.watched = stop_watch.watch(self.turn.pk)
         try:
             with lease.fenced(self.turn):
-                self._run(client)
+                self._guarded(self._run_cell if self.turn.kind == Turn.Kind.CELL else self._answer)
         except LeaseLost:
             # The sweeper closed the turn (this worker stalled past its lease) and
             # the user may have asked again: write nothing more, end quietly.
@@ -229,19 +229,49 @@ class TurnRunner:
             stop_watch.forget(self.turn.pk)
             self.executor.close()
 
-    def _run(self, client: OpenAIModelClient) -> None:
+    def _answer(self) -> str:
+        """The agent loop: the model answers, running code as it goes."""
+        client = model_client(model_settings(self.turn.model))
+        outcome = run_agent(
+            client,
+            history_for(self.turn),
+            self,
+            self,
+            system_prompt=system_prompt_for(
+                self.turn.conversation_id, web=self.turn.conversation.has_web_access
+            ),
+            should_stop=self.should_stop,
+            max_executions=int(self.config["max_executions"]),
+        )
+        return Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
+
+    def _run_cell(self) -> str:
+        """A cell the user runs: their message's code, in the conversation's kernel,
+        streamed and stored like the assistant's cells (origin `user`), with the
+        observation the model reads about it with the next question."""
+        question = self.turn.user_message
+        self.message = question
+        self.execution = executions.do_start_execution(
+            self.turn,
+            question,
+            question.content,
+            self.executor.limits(),
+            origin=Execution.Origin.USER,
+        )
+        self.pending, self.tail, self.last_output = [], executions.StreamTail(), 0.0
+        executed = self.executor.execute(self.execution, self.execution_output, self.should_stop)
+        observed = codeact.observation(
+            executed.result.outputs, executed.notes, footer_for(executed)
+        )
+        self.execution_finished(executed, observed)
+        stopped = executed.result.status == "interrupted" and self.should_stop()
+        return Turn.Status.STOPPED if stopped else Turn.Status.DONE
+
+    def _guarded(self, work: Callable[[], str]) -> None:
+        """Do the turn's work and end the turn with its status, or with the reason
+        it failed, in words the user can act on."""
         try:
-            outcome = run_agent(
-                client,
-                history_for(self.turn),
-                self,
-                self,
-                system_prompt=system_prompt_for(
-                    self.turn.conversation_id, web=self.turn.conversation.has_web_access
-                ),
-                should_stop=self.should_stop,
-                max_executions=int(self.config["max_executions"]),
-            )
+            status = work()
         except ModelError as exc:
             metrics.model_error(exc.code)
             self._fail(exc.code, exc.message)
@@ -266,7 +296,6 @@ class TurnRunner:
                 "internal_error", "Something went wrong while answering. Press Retry to try again."
             )
         else:
-            status = Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
             turns.do_finish_turn(self.turn, status)
 
     def _fail_after_database_outage(self) -> None:

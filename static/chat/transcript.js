@@ -163,7 +163,8 @@ function failure(node, data, latest) {
   node.className = "turn turn-error";
   node.setAttribute("role", "alert");
   const text = el("p");
-  text.append(el("strong", "", failed ? "The reply failed. " : "The reply was interrupted. "), data.error);
+  const what = data.kind === "cell" ? "The cell" : "The reply";
+  text.append(el("strong", "", `${what} ${failed ? "failed" : "was interrupted"}. `), data.error);
   node.append(text, retryButton(data.id));
 }
 
@@ -179,12 +180,14 @@ export function renderTurn(data) {
   node.className = "turn";
   node.removeAttribute("role");
   const latest = Math.max(...state.turns.keys()) === data.id;
-  if (ACTIVE.has(data.status)) {
+  if (ACTIVE.has(data.status) && data.kind === "cell") {
+    // the cell shows its own state ("Waiting to run…", then its timer)
+  } else if (ACTIVE.has(data.status)) {
     const replying = [...state.messages.values()].some((m) => m.data.turn_id === data.id && m.data.status === "streaming");
     if (!replying) node.appendChild(thinking());
   } else if (data.status === "failed" || data.status === "interrupted") {
     failure(node, data, latest);
-  } else if (data.status === "stopped" && latest) {
+  } else if (data.status === "stopped" && latest && data.kind !== "cell") {
     node.appendChild(retryButton(data.id, "Regenerate"));
   }
   place(node, turnKey(data));
