@@ -3,6 +3,7 @@ next prompt and the training record) and as the exports keep them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import nbformat
@@ -56,7 +57,7 @@ def test_the_next_prompt_carries_the_users_cell_and_its_output(owner):
     )
     assert "```python\ntotal = 45\nprint(total)\n```" in last["content"]
     roles = [m["role"] for m in prompt]
-    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(roles))
 
 
 def test_a_cell_that_never_started_is_not_sent_as_a_question(owner):

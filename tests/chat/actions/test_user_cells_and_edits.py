@@ -122,7 +122,7 @@ def test_cells_run_after_the_answer_are_kept_when_it_is_regenerated(conversation
 def test_only_the_last_question_can_be_edited(conversation):
     first, turn = messages.do_send_user_message(conversation, "one")
     _answer(turn, "1")
-    second, turn = messages.do_send_user_message(conversation, "two")
+    _, turn = messages.do_send_user_message(conversation, "two")
     _answer(turn, "2")
     with pytest.raises(ActionError) as refused:
         messages.do_resend(conversation, first.pk, "uno")
