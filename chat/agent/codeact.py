@@ -29,26 +29,31 @@ ACTION_BLOCK = re.compile(r"<execute>(.*?)</execute>", re.DOTALL)
 SOLUTION_TAGS = ("<solution>", "</solution>")
 _FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 
-_PROMPT = """\
+# The prompt in three parts; only the middle one, how to run code, differs per
+# action format (chat.agent.formats). `{block}` names one piece of code in the
+# guidelines, `{solution}` invites <solution> tags (the CodeAct models' own).
+_PROMPT_INTRO = """\
 You are a helpful assistant that can run Python code. You have a stateful \
 Python (Jupyter) environment: variables, imports and files persist between \
 executions in this conversation.
 
+"""
+HOW_TO_EXECUTE = """\
 To run code, put it inside <execute> and </execute>, for example:
 <execute>
 print("Hello World!")
 </execute>
 The code runs and you receive its output in a message that starts with \
-"Execution Output:". Then continue: run more code, or answer.
+"Execution Output:". Then continue: run more code, or answer."""
+_PROMPT_GUIDELINES = """
 
 Guidelines:
 - Prefer running code over only showing it; check results instead of guessing.
-- Do one step at a time: keep each <execute> block short, import packages and \
+- Do one step at a time: keep each {block} short, import packages and \
 define variables before you use them, and read the output before going on.
 - If the code fails, read the error, fix the cause and try again.
 - Once the output gives you the answer, stop executing and answer the user \
-directly and concisely. You may put the final answer in <solution> and \
-</solution>.
+directly and concisely.{solution}
 - Plots made with matplotlib are shown to the user automatically; the output \
 you receive only says that an image was displayed.
 - Files the user uploads are in the working directory /workspace; save files \
@@ -56,6 +61,7 @@ you create there too, so the user can download them.
 - {network} \
 Available: numpy, pandas, matplotlib, scipy, seaborn, scikit-learn, sympy, \
 openpyxl, requests, beautifulsoup4 and the standard library."""
+SOLUTION_HINT = " You may put the final answer in <solution> and </solution>."
 NO_NETWORK = "The environment has no internet access and cannot install packages."
 WEB_ACCESS = (
     "The environment can fetch web pages and call web APIs over HTTP(S) (requests, "
@@ -63,13 +69,22 @@ WEB_ACCESS = (
     "addresses and may allow only some sites. When a request is refused, the output "
     "says why: tell the user instead of retrying. It cannot install packages."
 )
-SYSTEM_PROMPT = _PROMPT.replace("{network}", NO_NETWORK)
+
+
+def base_prompt(how_to: str, block: str, solution: str = "") -> str:
+    """The system prompt without the files, for one way of running code."""
+    guidelines = _PROMPT_GUIDELINES.replace("{block}", block).replace("{solution}", solution)
+    return _PROMPT_INTRO + how_to + guidelines.replace("{network}", NO_NETWORK)
+
+
+SYSTEM_PROMPT = base_prompt(HOW_TO_EXECUTE, "<execute> block", SOLUTION_HINT)
 
 
 @dataclass(frozen=True)
 class Action:
     code: str
-    end: int  # offset in the reply text just after the closing tag
+    end: int  # offset in the reply text just after the action (its closing tag)
+    start: int = 0  # offset of the action's first character (its opening tag)
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,7 @@ def parse_action(text: str) -> Action | None:
     code = code.strip("\n").rstrip()
     if not code.strip():
         return None
-    return Action(code=textwrap.dedent(code), end=match.end())
+    return Action(code=textwrap.dedent(code), end=match.end(), start=match.start())
 
 
 def system_prompt(
@@ -175,3 +190,15 @@ def observation(
     body = truncate_for_model(body) if body else NO_OUTPUT
     parts = [*notes, body, *footer]
     return OBSERVATION_PREFIX + "\n".join(parts)
+
+
+def user_cell_text(code: str, observation: str) -> str:
+    """The user message that tells the model the user ran a cell of their own in
+    the same Python session; `observation` is the cell's `Execution Output:` text."""
+    fence = "`" * max(3, _longest_backtick_run(code) + 1)
+    return f"I ran this code in the Python session:\n{fence}python\n{code}\n{fence}\n{observation}"
+
+
+def _longest_backtick_run(text: str) -> int:
+    runs = re.findall(r"`+", text)
+    return max((len(run) for run in runs), default=0)

@@ -2,9 +2,10 @@
 
 A model client streams text, an executor runs code in the conversation's
 sandbox, and a sink receives every step (and persists or broadcasts it).
-`should_stop` says when the user pressed Stop. A reply without an
-`<execute>` block is the final answer; otherwise the code runs, its output
-goes back to the model as an observation, and the model continues.
+`should_stop` says when the user pressed Stop. The action format
+(chat.agent.formats) says how the model writes code: a reply without an
+action is the final answer; otherwise the code runs, its output goes back to
+the model as an observation, and the model continues.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat.agent import codeact
-from chat.agent.model import ChatMessage, ModelClient, Reply
+from chat.agent.formats import ActionFormat, ChatMessage, get_format, tool_call_id
+from chat.agent.model import ModelClient, Reply
 from sandbox.api import ExecutionResult, OnOutput, Output
 from sandbox.egress import WebRequest, summary
 
 DEFAULT_MAX_EXECUTIONS = 5
+EXECUTE = get_format("execute")
 
 
 @dataclass
@@ -54,37 +57,9 @@ class Outcome:
     executions: int
 
 
-class _ReplyWatch:
-    """Forwards deltas until the first action block closes, then cuts the reply.
-
-    Servers that honour the stop sequence never send `</execute>`; for those
-    that do not, everything after the first block is discarded (a model that
-    goes on would invent the output of code that has not run).
-    """
-
-    def __init__(self, on_text: Callable[[str], None]) -> None:
-        self.on_text = on_text
-        self.text = ""
-        self.action_closed = False
-
-    def until(self, should_stop: Callable[[], bool]) -> Callable[[], bool]:
-        """The model stream ends at the action's end, or when the user stops it."""
-        return lambda: self.action_closed or should_stop()
-
-    def __call__(self, delta: str) -> None:
-        if self.action_closed:
-            return
-        start = len(self.text)
-        self.text += delta
-        close = self.text.find(codeact.CLOSE_TAG, max(0, start - len(codeact.CLOSE_TAG)))
-        if close != -1 and codeact.OPEN_TAG in self.text[:close]:
-            self.text = self.text[: close + len(codeact.CLOSE_TAG)]
-            self.action_closed = True
-        if len(self.text) > start:
-            self.on_text(self.text[start:])
-
-
-def _footer(executed: Executed) -> list[str]:
+def footer_for(executed: Executed) -> list[str]:
+    """What the model is told after a cell's output: how it ended, what was dropped,
+    the files it saved and the web requests it made."""
     result = executed.result
     lines: list[str] = []
     if result.status == "timeout":
@@ -136,24 +111,30 @@ def run_agent(
     sink: Sink,
     executor: Executor,
     *,
-    system_prompt: str = codeact.SYSTEM_PROMPT,
+    system_prompt: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     max_executions: int = DEFAULT_MAX_EXECUTIONS,
+    action_format: ActionFormat = EXECUTE,
 ) -> Outcome:
     """Run one user turn to its end and report every step to the sink.
 
-    A ModelError or SandboxError propagates; the sink has already seen every
-    step, so it knows how far the turn got.
+    `system_prompt` should be one `action_format` wrote (it tells the model how
+    to run code; by default, its prompt without files). A ModelError or
+    SandboxError propagates; the sink has already seen every step, so it knows
+    how far the turn got.
     """
-    messages: list[ChatMessage] = [{"role": "system", "content": system_prompt}, *history]
+    prompt = action_format.system_prompt() if system_prompt is None else system_prompt
+    messages: list[ChatMessage] = [{"role": "system", "content": prompt}, *history]
+    calls = sum(1 for message in history if message.get("tool_calls"))
     replies: list[Reply] = []
     executions = 0
     while True:
-        watch = _ReplyWatch(sink.reply_text)
+        watch = action_format.watch(sink.reply_text)
         reply = model.stream(
             messages,
             watch,
-            stop=codeact.STOP_SEQUENCES,
+            stop=list(action_format.stop) or None,
+            tools=list(action_format.tools) or None,
             should_stop=watch.until(should_stop),
             on_start=sink.reply_started,  # stored while the request is under way
         )
@@ -161,12 +142,15 @@ def run_agent(
             reply.stopped = False  # we ended the stream ourselves, at the action's end
         replies.append(reply)
         stopped = reply.stopped
-        content = watch.text if stopped else codeact.close_reply(watch.text)
-        action = None if stopped else codeact.parse_action(content)
+        content = watch.text if stopped else action_format.close(watch.text)
+        action = None if stopped else action_format.parse(content, reply.tool_calls)
         if action is not None:
             content = content[: action.end]
+        malformed = None if stopped or action else action_format.malformed(reply.tool_calls)
         over_limit = action is not None and executions >= max_executions
         sink.reply_finished(reply, content, final=action is None and not stopped)
+        if malformed is not None:
+            sink.notice("malformed_action", malformed)
         if stopped or action is None:
             return Outcome(stopped, replies, executions)
         if over_limit:
@@ -180,15 +164,15 @@ def run_agent(
         executions += 1
         sink.execution_started(action.code)
         executed = executor.execute(action.code, sink.execution_output, should_stop)
-        footer = _footer(executed)
+        footer = footer_for(executed)
         if executions >= max_executions:
             footer.append(
                 "[That was the last execution allowed for this message: answer now "
-                "with what you have, without <execute>.]"
+                f"with what you have, {action_format.without_code}.]"
             )
         observed = codeact.observation(executed.result.outputs, executed.notes, footer)
         sink.execution_finished(executed, observed)
         if executed.result.status == "interrupted" and should_stop():
             return Outcome(True, replies, executions)
-        messages.append({"role": "assistant", "content": content})
-        messages.append({"role": "user", "content": observed})
+        calls += 1
+        messages.extend(action_format.replay(content, action.code, observed, tool_call_id(calls)))

@@ -21,9 +21,20 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from chat.agent.formats import ChatMessage, ToolCall
+
+__all__ = [
+    "ChatMessage",
+    "ModelClient",
+    "ModelError",
+    "ModelSettings",
+    "OpenAIModelClient",
+    "Reply",
+    "ToolCall",
+]
+
 log = logging.getLogger(__name__)
 
-ChatMessage = dict[str, str]
 _POLL = 0.05  # how often a waiting stream checks for Stop
 _RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
@@ -55,9 +66,38 @@ class Reply:
     """What one streamed completion produced."""
 
     text: str = ""
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # "tool_calls" for a reply that calls a function
     usage: dict[str, int] | None = None
     stopped: bool = False
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+class _ToolCalls:
+    """Function calls put together from streamed deltas: each delta names its call
+    by `index` and carries a piece of it (the id and name come once, the
+    arguments in pieces across many chunks)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+
+    def add(self, delta: Any) -> None:
+        index = delta.get("index")
+        call_id = delta.get("id") or ""
+        if not isinstance(index, int):  # servers that leave it out: a new id, a new call
+            last = max(self._calls, default=-1)
+            new = last == -1 or (call_id and call_id != self._calls[last][0])
+            index = last + 1 if new else last
+        call = self._calls.setdefault(index, ["", "", ""])
+        function = delta.get("function") or {}
+        if call_id and not call[0]:
+            call[0] = str(call_id)
+        if function.get("name") and not call[1]:
+            call[1] = str(function["name"])
+        if function.get("arguments"):
+            call[2] += str(function["arguments"])
+
+    def calls(self) -> list[ToolCall]:
+        return [ToolCall(*self._calls[index]) for index in sorted(self._calls)]
 
 
 class ModelClient(Protocol):
@@ -67,6 +107,7 @@ class ModelClient(Protocol):
         on_text: Callable[[str], None],
         *,
         stop: list[str] | None = None,
+        tools: list[dict[str, Any]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_start: Callable[[], None] = lambda: None,
     ) -> Reply: ...
@@ -161,10 +202,14 @@ class OpenAIModelClient:
         on_text: Callable[[str], None],
         *,
         stop: list[str] | None = None,
+        tools: list[dict[str, Any]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_start: Callable[[], None] = lambda: None,
     ) -> Reply:
         """Stream one completion, calling on_text per delta in this thread.
+
+        With `tools`, the model may call them (`tool_choice: auto`); the calls
+        come back whole in `Reply.tool_calls`, after the stream ended.
 
         The HTTP exchange runs in a helper thread so that Stop is honoured
         within ~50 ms in every phase: connecting, waiting for the first
@@ -176,13 +221,14 @@ class OpenAIModelClient:
         inbox = _Inbox(self.config.wake_interval)
         reader = threading.Thread(
             target=self._produce,
-            args=(messages, stop, call, inbox),
+            args=(messages, stop, tools, call, inbox),
             name="model-stream",
             daemon=True,
         )
         reader.start()
         reply = Reply()
         parts: list[str] = []
+        calls = _ToolCalls()
         kind = "idle"
         try:
             on_start()
@@ -194,12 +240,13 @@ class OpenAIModelClient:
                         raise self._translate(item) if not isinstance(item, ModelError) else item
                     if kind == "end":
                         break
-                    self._take(item, reply, parts, on_text)
+                    self._take(item, reply, parts, calls, on_text)
                 if kind != "end" and should_stop():
                     reply.stopped = True
                     break
         finally:
             reply.text = "".join(parts)
+            reply.tool_calls = calls.calls()
             if kind not in ("end", "error"):  # stopped, or on_text raised: let the request go
                 call.cancelled.set()
                 if call.response is not None:
@@ -217,11 +264,12 @@ class OpenAIModelClient:
         self,
         messages: list[ChatMessage],
         stop: list[str] | None,
+        tools: list[dict[str, Any]] | None,
         call: _Call,
         inbox: _Inbox,
     ) -> None:
         try:
-            call.response = self._open(messages, stop, call)
+            call.response = self._open(self._body(messages, stop, tools), call)
             if call.response is None or call.cancelled.is_set():
                 return
             done = False
@@ -257,7 +305,7 @@ class OpenAIModelClient:
             )
         return chunk
 
-    def _open(self, messages: list[ChatMessage], stop: list[str] | None, call: _Call) -> Any:
+    def _open(self, body: dict[str, Any], call: _Call) -> Any:
         attempt = 0
         while True:
             try:
@@ -269,7 +317,7 @@ class OpenAIModelClient:
                 # of the whole read, the largest per-token cost of a turn.
                 return self._client.post(
                     "/chat/completions",
-                    body=self._body(messages, stop),
+                    body=body,
                     cast_to=ChatCompletion,
                     stream=True,
                     stream_cls=openai.Stream[object],
@@ -283,7 +331,12 @@ class OpenAIModelClient:
                 if call.cancelled.wait(delay):
                     return None
 
-    def _body(self, messages: list[ChatMessage], stop: list[str] | None) -> dict[str, Any]:
+    def _body(
+        self,
+        messages: list[ChatMessage],
+        stop: list[str] | None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
@@ -294,10 +347,18 @@ class OpenAIModelClient:
         }
         if stop:
             body["stop"] = stop
+        if tools:
+            body["tools"] = tools
+            body["tool_choice"] = "auto"
         return body
 
     def _take(
-        self, chunk: Any, reply: Reply, parts: list[str], on_text: Callable[[str], None]
+        self,
+        chunk: Any,
+        reply: Reply,
+        parts: list[str],
+        calls: _ToolCalls,
+        on_text: Callable[[str], None],
     ) -> None:
         try:
             usage = chunk.get("usage")
@@ -306,10 +367,12 @@ class OpenAIModelClient:
                     "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                     "completion_tokens": int(usage.get("completion_tokens") or 0),
                 }
-            texts = [
-                ((choice.get("delta") or {}).get("content"), choice.get("finish_reason"))
-                for choice in chunk.get("choices") or ()
-            ]
+            texts = []
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                texts.append((delta.get("content"), choice.get("finish_reason")))
+                for tool_call in delta.get("tool_calls") or ():
+                    calls.add(tool_call)
         except (AttributeError, TypeError, ValueError):
             raise self._error(
                 "model_bad_stream",

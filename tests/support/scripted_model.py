@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible server: real HTTP and server-sent events.
 
 Tests queue `Script`s; each chat-completions request takes the next one (or
-the default). A script can stream text at a chosen pace, fail with a status,
-stall, send a malformed event or drop the connection. `pause()` closes the
+the default). A script can stream text at a chosen pace, call the `python`
+function (its arguments streamed in pieces, as OpenAI does), fail with a
+status, stall, send a malformed event or drop the connection. `pause()` closes the
 listening socket (connection refused) and `resume()` brings it back on the
 same port.
 """
@@ -21,10 +22,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+DEFAULT_TEXT = "Hello from the scripted model."
+
 
 @dataclass
 class Script:
-    text: str = "Hello from the scripted model."
+    text: str = DEFAULT_TEXT
     chunks: list[str] | None = None
     delay: float = 0.0
     first_delay: float = 0.0
@@ -43,6 +46,27 @@ class Script:
     usage: dict[str, int] | None = field(
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     )
+    # A function call after the text: `tool_code` is sent as {"code": ...}, or
+    # `tool_arguments` as they are (malformed ones, say), in `pieces` chunks.
+    tool_code: str | None = None
+    tool_arguments: str | None = None
+    tool_name: str = "python"
+    tool_id: str = "call_scripted"
+    pieces: int = 3
+
+    def __post_init__(self) -> None:
+        if self.tool_code is not None and self.tool_arguments is None:
+            self.tool_arguments = json.dumps({"code": self.tool_code})
+        if self.tool_arguments is not None:
+            if self.text == DEFAULT_TEXT and self.chunks is None:
+                self.text = ""  # a call alone, unless the test gives text
+            if self.finish_reason == "stop":
+                self.finish_reason = "tool_calls"
+
+    def argument_pieces(self) -> list[str]:
+        arguments = self.tool_arguments or ""
+        size = max(1, -(-len(arguments) // max(1, self.pieces)))
+        return [arguments[i : i + size] for i in range(0, len(arguments), size)]
 
     def tokens(self) -> list[str]:
         if self.chunks is not None:
@@ -117,7 +141,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "".join(script.tokens())},
+                        "message": {"role": "assistant", "content": "".join(script.tokens())}
+                        | (
+                            {"tool_calls": [_tool_call(script, script.tool_arguments)]}
+                            if script.tool_arguments is not None
+                            else {}
+                        ),
                         "finish_reason": script.finish_reason,
                     }
                 ],
@@ -173,11 +202,29 @@ class _Handler(BaseHTTPRequestHandler):
             first = first or last
         if len(tokens) > 1 and last > first:
             self.server.owner.record_pace((len(tokens) - 1) / (last - first))
+        if script.tool_arguments is not None:
+            # The id, type and name come first with empty arguments, then the
+            # arguments in pieces, each naming its call by index only.
+            self._event(self._chunk(body, {"tool_calls": [_tool_call(script, "")]}, None))
+            for piece in script.argument_pieces():
+                if script.delay:
+                    time.sleep(script.delay)
+                delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                self._event(self._chunk(body, delta, None))
         self._event(self._chunk(body, {}, script.finish_reason))
         if script.usage and (body.get("stream_options") or {}).get("include_usage"):
             usage_chunk = self._chunk(body, {}, None) | {"choices": [], "usage": script.usage}
             self._event(usage_chunk)
         self._event("[DONE]")
+
+
+def _tool_call(script: Script, arguments: str | None) -> dict[str, Any]:
+    return {
+        "index": 0,
+        "id": script.tool_id,
+        "type": "function",
+        "function": {"name": script.tool_name, "arguments": arguments or ""},
+    }
 
 
 def _pause(script: Script, index: int, first: float, now: float) -> float:

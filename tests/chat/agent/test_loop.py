@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from chat.agent import codeact
-from chat.agent.loop import Executed, run_agent
+from chat.agent.formats import ToolCall, get_format
+from chat.agent.loop import Executed, footer_for, run_agent
 from chat.agent.model import Reply
 from sandbox.api import ExecutionResult
 from sandbox.egress import WebRequest, parse_log_line
@@ -14,23 +18,41 @@ from sandbox.egress import WebRequest, parse_log_line
 
 @dataclass
 class FakeModel:
-    """Replays replies; honours the stop sequence the way real servers do."""
+    """Replays replies (text, or text and tool calls); honours the stop sequence
+    the way real servers do."""
 
-    replies: list[str]
+    replies: list[str | tuple[str, list[ToolCall]]]
     honour_stop: bool = True
-    prompts: list[list[dict[str, str]]] = field(default_factory=list)
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
     stop_after_chunks: int | None = None
 
-    def stream(self, messages, on_text, *, stop=None, should_stop=lambda: False, on_start=None):
+    def stream(
+        self,
+        messages,
+        on_text,
+        *,
+        stop=None,
+        tools=None,
+        should_stop=lambda: False,
+        on_start=None,
+    ):
         self.prompts.append([dict(m) for m in messages])
+        self.requests.append({"stop": stop, "tools": tools})
         if on_start is not None:
             on_start()
         text = self.replies.pop(0)
+        calls: list[ToolCall] = []
+        if isinstance(text, tuple):
+            text, calls = text
         if self.honour_stop and stop:
             for marker in stop:
                 if marker in text:
                     text = text[: text.index(marker)]
-        reply = Reply(finish_reason="stop", usage={"prompt_tokens": 3, "completion_tokens": 2})
+        reply = Reply(
+            finish_reason="tool_calls" if calls else "stop",
+            usage={"prompt_tokens": 3, "completion_tokens": 2},
+        )
         parts = []
         for index, start in enumerate(range(0, len(text), 4)):
             if self.stop_after_chunks is not None and index >= self.stop_after_chunks:
@@ -43,6 +65,8 @@ class FakeModel:
                 reply.stopped = True
                 break
         reply.text = "".join(parts)
+        if not reply.stopped:
+            reply.tool_calls = calls
         return reply
 
 
@@ -73,6 +97,7 @@ class FakeExecutor:
 @dataclass
 class RecordingSink:
     events: list[tuple[str, Any]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
 
     def reply_started(self):
         self.events.append(("reply_started", None))
@@ -94,6 +119,7 @@ class RecordingSink:
 
     def notice(self, code, text):
         self.events.append(("notice", code))
+        self.notices.append((code, text))
 
     def kinds(self):
         return [kind for kind, _ in self.events if kind != "text"]
@@ -278,3 +304,142 @@ def test_it_stops_during_execution():
     assert sink.kinds()[-1] == "execution_finished"
     assert "[The user stopped this execution.]" in sink.events[-1][1]
     assert len(model.prompts) == 1
+
+
+# ---- action formats ----------------------------------------------------------------------
+
+FENCE = get_format("fence")
+TOOL = get_format("tool")
+
+
+def python_call(code, call_id="call_abc"):
+    return ToolCall(call_id, "python", json.dumps({"code": code}))
+
+
+def test_the_default_format_is_execute():
+    model = FakeModel(["<execute>print(1)</execute>", "1."])
+    run(model, FakeExecutor([ok(stdout("1\n"))]))
+    assert model.requests[0] == {"stop": ["</execute>"], "tools": None}
+
+
+def test_a_fence_model_runs_its_first_python_block_and_answers():
+    model = FakeModel(
+        [
+            "Let me check.\n```python\nprint(2+2)\n```\nExecution Output:\n4 (invented)",
+            "The answer is 4.",
+        ]
+    )
+    executor = FakeExecutor([ok(stdout("4\n"))])
+    outcome, sink = run(model, executor, action_format=FENCE)
+    assert executor.codes == ["print(2+2)"]
+    assert sink.finished() == [
+        ("Let me check.\n```python\nprint(2+2)\n```", False),
+        ("The answer is 4.", True),
+    ]
+    assert "Execution Output" not in sink.streamed()  # the text after the block is dropped
+    assert model.requests[0] == {"stop": None, "tools": None}
+    assert model.prompts[0][0] == {"role": "system", "content": FENCE.system_prompt()}
+    assert model.prompts[1][-2:] == [
+        {"role": "assistant", "content": "Let me check.\n```python\nprint(2+2)\n```"},
+        {"role": "user", "content": "Execution Output:\n4"},
+    ]
+    assert outcome.executions == 1 and not outcome.stopped
+
+
+def test_a_fence_model_that_shows_other_code_is_answering():
+    model = FakeModel(["Run this in a shell:\n```bash\nls -l\n```"])
+    executor = FakeExecutor([])
+    run(model, executor, action_format=FENCE)
+    assert executor.codes == []
+
+
+def test_a_fence_reply_that_ends_inside_its_block_is_closed_and_run():
+    model = FakeModel(["```python\nprint(1)\n", "Done."])
+    executor = FakeExecutor([ok(stdout("1\n"))])
+    _, sink = run(model, executor, action_format=FENCE)
+    assert executor.codes == ["print(1)"]
+    assert sink.finished()[0] == ("```python\nprint(1)\n```", False)
+
+
+def test_a_stopped_fence_reply_runs_no_code():
+    model = FakeModel(["```python\nprint(1)\nprint(2)\n```"], stop_after_chunks=4)
+    executor = FakeExecutor([])
+    outcome, sink = run(model, executor, action_format=FENCE)
+    assert outcome.stopped and executor.codes == []
+    assert sink.finished() == [("```python\nprint(", False)]
+
+
+def test_a_tool_model_calls_python_and_gets_a_tool_message_back():
+    model = FakeModel([("Let me check.", [python_call("print(2+2)")]), "The answer is 4."])
+    executor = FakeExecutor([ok(stdout("4\n"))])
+    outcome, sink = run(model, executor, action_format=TOOL)
+    assert executor.codes == ["print(2+2)"]
+    assert sink.finished() == [("Let me check.", False), ("The answer is 4.", True)]
+    assert model.requests[0] == {"stop": None, "tools": list(TOOL.tools)}
+    call_id = "call00001"  # ours, not the model's
+    assert model.prompts[1][-2:] == [
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "python", "arguments": '{"code": "print(2+2)"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "Execution Output:\n4"},
+    ]
+    assert outcome.executions == 1
+
+
+def test_tool_call_ids_go_on_from_the_history():
+    history = [
+        {"role": "user", "content": "Q"},
+        *TOOL.replay("", "x = 1", "Execution Output:\n", "call00001"),
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "Again"},
+    ]
+    model = FakeModel([("", [python_call("x")]), ("", [python_call("y")]), "Done."])
+    run_agent(model, history, RecordingSink(), FakeExecutor([ok(), ok()]), action_format=TOOL)
+    last = model.prompts[2]
+    assert [m["tool_calls"][0]["id"] for m in last if m.get("tool_calls")] == [
+        "call00001",
+        "call00002",
+        "call00003",
+    ]
+    assert last[-2]["content"] is None  # a call without text
+
+
+@pytest.mark.parametrize(
+    "arguments", ['{"code": "print(1)"', '{"source": "print(1)"}', '{"code": ["print(1)"]}']
+)
+def test_malformed_tool_arguments_run_nothing_and_say_so(arguments):
+    model = FakeModel([("Trying.", [ToolCall("call_1", "python", arguments)])])
+    executor = FakeExecutor([])
+    outcome, sink = run(model, executor, action_format=TOOL)
+    assert executor.codes == []
+    assert sink.finished() == [("Trying.", True)]
+    ((code, text),) = sink.notices
+    assert code == "malformed_action"
+    assert "could not be read" in text and "no code was run" in text
+    assert outcome.executions == 0 and not outcome.stopped
+
+
+def test_the_last_execution_is_announced_in_the_formats_words():
+    model = FakeModel([("", [python_call("print(1)")]), "Done."])
+    run(model, FakeExecutor([ok(stdout("1\n"))]), action_format=TOOL, max_executions=1)
+    told = model.prompts[1][-1]
+    assert told["role"] == "tool"
+    assert told["content"].endswith("answer now with what you have, without calling `python`.]")
+
+
+def test_the_footer_is_public_for_cells_the_user_runs():
+    result = ok(stdout("x\n"), status="timeout")
+    result.duration = 20
+    lines = footer_for(Executed(result, new_files=["out.csv"]))
+    assert lines == [
+        "[The execution was stopped after 20 seconds: that is the time limit for one execution.]",
+        "[Files saved in /workspace: out.csv]",
+    ]

@@ -6,7 +6,17 @@ import time
 
 import pytest
 
-from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, _Inbox, _sse_data
+from chat.agent.formats import ToolCall, get_format
+from chat.agent.loop import run_agent
+from chat.agent.model import (
+    ModelError,
+    ModelSettings,
+    OpenAIModelClient,
+    _Inbox,
+    _sse_data,
+    _ToolCalls,
+)
+from tests.chat.agent.test_loop import FakeExecutor, RecordingSink, ok, stdout
 from tests.support.scripted_model import Script, ScriptedModelServer
 
 
@@ -44,6 +54,85 @@ def test_it_streams_text_and_usage(server):
     assert sent["stream"] is True
     assert sent["stop"] == ["</execute>"]
     assert sent["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_it_puts_a_streamed_tool_call_together(server):
+    server.push(Script(text="Let me check.", tool_code='print("2 + 2 =", 2 + 2)', pieces=7))
+    tools = list(get_format("tool").tools)
+    reply, seen = collect(client_for(server.url), tools=tools)
+    assert "".join(seen) == reply.text == "Let me check."
+    assert reply.finish_reason == "tool_calls"  # a normal end, not a cut
+    assert reply.tool_calls == [
+        ToolCall("call_scripted", "python", '{"code": "print(\\"2 + 2 =\\", 2 + 2)"}')
+    ]
+    sent = server.requests[-1]
+    assert sent["tools"] == tools and sent["tool_choice"] == "auto"
+    assert "stop" not in sent
+
+
+def test_a_request_without_tools_sends_none(server):
+    collect(client_for(server.url))
+    assert "tools" not in server.requests[-1] and "tool_choice" not in server.requests[-1]
+
+
+def test_a_tool_turn_against_the_server_sends_the_tool_result_back(server):
+    tool = get_format("tool")
+    server.push(Script(tool_code="print(6 * 7)", pieces=5), Script(text="It is 42."))
+    executor = FakeExecutor([ok(stdout("42\n"))])
+    history = [{"role": "user", "content": "What is 6 * 7?"}]
+    outcome = run_agent(
+        client_for(server.url), history, RecordingSink(), executor, action_format=tool
+    )
+    assert executor.codes == ["print(6 * 7)"] and outcome.executions == 1
+    first, second = server.requests
+    assert first["tools"] == second["tools"] == list(tool.tools)
+    assert first["messages"][0] == {"role": "system", "content": tool.system_prompt()}
+    assert second["messages"][-2:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call00001",
+                    "type": "function",
+                    "function": {"name": "python", "arguments": '{"code": "print(6 * 7)"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call00001", "content": "Execution Output:\n42"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("deltas", "calls"),
+    [
+        # pieces of two calls, interleaved by index
+        (
+            [
+                {"index": 0, "id": "a", "type": "function", "function": {"name": "python"}},
+                {"index": 1, "id": "b", "function": {"name": "other", "arguments": "{"}},
+                {"index": 0, "function": {"arguments": '{"code": '}},
+                {"index": 1, "function": {"arguments": "}"}},
+                {"index": 0, "function": {"arguments": '"x"}'}},
+            ],
+            [ToolCall("a", "python", '{"code": "x"}'), ToolCall("b", "other", "{}")],
+        ),
+        # servers that repeat the id and name in every piece, or leave out the index
+        (
+            [
+                {"id": "a", "function": {"name": "python", "arguments": "{"}},
+                {"id": "a", "function": {"name": "python", "arguments": "}"}},
+                {"id": "b", "function": {"name": "python", "arguments": "[]"}},
+            ],
+            [ToolCall("a", "python", "{}"), ToolCall("b", "python", "[]")],
+        ),
+    ],
+)
+def test_tool_call_pieces_are_joined_by_index(deltas, calls):
+    joined = _ToolCalls()
+    for delta in deltas:
+        joined.add(delta)
+    assert joined.calls() == calls
 
 
 def test_it_retries_a_refused_connection_with_backoff(server):
