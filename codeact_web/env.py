@@ -8,6 +8,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.agent.formats import FORMATS as ACTION_FORMATS  # pure: no Django, no app
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -112,16 +114,32 @@ _MODEL_FIELDS = {
     "max_tokens": int,
     "max_executions": int,
     "read_timeout": float,
+    "action_format": str,
 }
+
+
+def action_format(value: object, where: str) -> str:
+    """How a model writes code (chat.agent.formats), checked: one of ACTION_FORMATS."""
+    name = str(value).strip().lower()
+    if name not in ACTION_FORMATS:
+        raise ImproperlyConfigured(
+            f"{where} must be one of {', '.join(ACTION_FORMATS)}, got {value!r}"
+        )
+    return name
+
+
+def env_action_format(name: str, default: str) -> str:
+    return action_format(os.environ.get(name, "").strip() or default, name)
 
 
 def env_models(name: str, defaults: dict[str, object]) -> list[dict[str, object]]:
     """Model endpoints from NAME (a JSON list) or the JSON file named by NAME_FILE.
 
     Each entry needs key, base_url and model; the rest falls back to
-    `defaults`. The API key comes from `api_key`, from the environment
-    variable named by `api_key_env`, or from the file `api_key_file`, so a
-    config file can be shared without its secrets.
+    `defaults`. `action_format` says how the model writes code: `execute`
+    tags, python `fence`s or function calls (`tool`). The API key comes from
+    `api_key`, from the environment variable named by `api_key_env`, or from
+    the file `api_key_file`, so a config file can be shared without its secrets.
     """
     import json
 
@@ -166,6 +184,8 @@ def _model_entry(
                 model[field] = cast(entry[field])
             except (TypeError, ValueError):
                 raise ImproperlyConfigured(f"{where}.{field} must be {cast.__name__}") from None
+    if "action_format" in model:
+        model["action_format"] = action_format(model["action_format"], f"{where}.action_format")
     key_env = str(model.pop("api_key_env", "") or "")
     key_file = str(model.pop("api_key_file", "") or "")
     if key_env:

@@ -16,6 +16,7 @@ from django.utils.csp import CSP
 
 from codeact_web.database import process_name, process_role
 from codeact_web.env import (
+    env_action_format,
     env_bool,
     env_float,
     env_int,
@@ -302,15 +303,23 @@ CODEACT_BUNDLED_MODEL = not (
     _model_url or env_str("CODEACT_MODELS") or env_str("CODEACT_MODELS_FILE")
 )
 CODEACT_MAX_EXECUTIONS = env_int("CODEACT_MAX_EXECUTIONS", 5, minimum=1)
+# How the model writes the code it wants to run (chat.agent.formats): `execute`
+# (CodeAct's <execute> tags), `fence` (the first ```python block, as general chat
+# models write code; the bundled SmolLM2 does) or `tool` (OpenAI function calling).
+# The single model's format, and the default of CODEACT_MODELS entries without one.
+CODEACT_MODEL_ACTION_FORMAT = env_action_format(
+    "CODEACT_MODEL_ACTION_FORMAT", "fence" if CODEACT_BUNDLED_MODEL else "execute"
+)
 _model_defaults: dict[str, object] = {
     "api_key": "not-needed",
     "temperature": env_float("CODEACT_MODEL_TEMPERATURE", 0.2, minimum=0.0),
     "max_tokens": env_int("CODEACT_MODEL_MAX_TOKENS", 1024, minimum=1),
     "max_executions": CODEACT_MAX_EXECUTIONS,
+    "action_format": CODEACT_MODEL_ACTION_FORMAT,
 }
 # Several endpoints: CODEACT_MODELS (or CODEACT_MODELS_FILE) holds a JSON list, e.g.
 # [{"key": "qwen", "label": "Qwen 2.5 7B", "base_url": "http://vllm:8000/v1",
-#   "model": "Qwen/Qwen2.5-7B-Instruct", "api_key_env": "VLLM_KEY"}]
+#   "model": "Qwen/Qwen2.5-7B-Instruct", "api_key_env": "VLLM_KEY", "action_format": "tool"}]
 # Otherwise one model from the CODEACT_MODEL_* variables (or the bundled one).
 CODEACT_MODELS = env_models("CODEACT_MODELS", _model_defaults) or [
     _model_defaults

@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -142,6 +145,74 @@ def test_it_explains_a_bad_models_setting(monkeypatch, raw, message):
     monkeypatch.setenv("X_MODELS", raw)
     with pytest.raises(ImproperlyConfigured, match=message):
         env_models("X_MODELS", MODEL_DEFAULTS)
+
+
+def test_a_model_says_how_it_writes_code(monkeypatch):
+    entries = [
+        {"key": "a", "base_url": "u", "model": "m", "action_format": "Fence"},
+        {"key": "b", "base_url": "u", "model": "m", "action_format": "tool"},
+        {"key": "c", "base_url": "u", "model": "m"},
+    ]
+    monkeypatch.setenv("X_MODELS", json.dumps(entries))
+    a, b, c = env_models("X_MODELS", MODEL_DEFAULTS | {"action_format": "execute"})
+    assert (a["action_format"], b["action_format"], c["action_format"]) == (
+        "fence",
+        "tool",
+        "execute",
+    )
+    monkeypatch.setenv("X_MODELS", json.dumps([entries[0] | {"action_format": "xml"}]))
+    with pytest.raises(ImproperlyConfigured) as refused:
+        env_models("X_MODELS", MODEL_DEFAULTS)
+    assert str(refused.value) == (
+        "X_MODELS[0].action_format must be one of execute, fence, tool, got 'xml'"
+    )
+
+
+def _formats_in_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import json, codeact_web.settings as s; "
+        "print(json.dumps([m['action_format'] for m in s.CODEACT_MODELS]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "only-for-this-test", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "formats"),
+    [
+        ({}, ["fence"]),  # the bundled SmolLM2 writes ```python blocks
+        ({"CODEACT_MODEL_URL": "http://vllm:8000/v1"}, ["execute"]),
+        ({"CODEACT_MODEL_URL": "http://v/v1", "CODEACT_MODEL_ACTION_FORMAT": "tool"}, ["tool"]),
+        (
+            {
+                "CODEACT_MODELS": json.dumps(
+                    [
+                        {"key": "a", "base_url": "u", "model": "m"},
+                        {"key": "b", "base_url": "u", "model": "m", "action_format": "execute"},
+                    ]
+                ),
+                "CODEACT_MODEL_ACTION_FORMAT": "fence",
+            },
+            ["fence", "execute"],
+        ),
+    ],
+)
+def test_the_action_format_defaults_by_deployment(env, formats):
+    read = _formats_in_settings(**env)
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout) == formats
+
+
+def test_an_unknown_action_format_stops_the_settings():
+    read = _formats_in_settings(CODEACT_MODEL_ACTION_FORMAT="json")
+    assert read.returncode != 0
+    assert "CODEACT_MODEL_ACTION_FORMAT must be one of execute, fence, tool" in read.stderr
 
 
 def test_no_models_setting_means_the_single_default(monkeypatch):
