@@ -92,7 +92,7 @@ export function updateMessageActions() {
   if (!question) return;
   const edit = el("button", "btn btn-small btn-quiet", "Edit");
   edit.type = "button";
-  edit.setAttribute("aria-label", "Edit your last message");
+  edit.setAttribute("aria-label", "Edit your last prompt");
   edit.title = "Edit and send again (Up arrow in an empty message box). The earlier answer is kept, marked as replaced.";
   edit.addEventListener("click", () => document.dispatchEvent(new CustomEvent("codeact:edit-last")));
   const mine = el("div", "msg-actions");
