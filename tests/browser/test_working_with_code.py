@@ -136,3 +136,19 @@ def test_run_is_refused_while_the_assistant_answers(page, web, model_server):
     expect(run).to_be_disabled()
     expect(run).to_have_attribute("title", re.compile("finished answering"))
     expect(run).to_be_enabled(timeout=30_000)
+
+
+def test_a_code_block_in_your_own_message_can_be_run(page, web, model_server):
+    model_server.push(Script(text="It divides by zero."))
+    start_conversation(page, web, "asker")
+    composer = page.get_by_label("Message")
+    composer.fill("Why does this fail?\n```python\nprint(1 / 0)\n```\nThanks <b>a lot</b>")
+    composer.press("Enter")
+    expect(page.locator(".msg-final")).to_contain_text("divides by zero")
+    mine = page.locator(".msg-user")
+    expect(mine.locator("pre.code")).to_have_text("print(1 / 0)")
+    expect(mine).to_contain_text("Thanks <b>a lot</b>")  # shown as typed, not as HTML
+    mine.get_by_role("button", name="Run this code").click()
+    cell = page.get_by_role("region", name=re.compile(r"Code cell 1, run by you"))
+    expect(cell.locator(".output-error")).to_contain_text("ZeroDivisionError", timeout=60_000)
+    expect(cell.locator(".cell-status")).to_have_text("Error")
