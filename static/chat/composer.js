@@ -40,6 +40,7 @@ export function updateComposer() {
   if (!open && state.outbox) hint.textContent = "Not connected yet: your message will be sent as soon as the connection is back.";
   else if (!open) hint.textContent = "Not connected: reconnecting…";
   else if (note) hint.textContent = note.text;
+  else if (active && active.data.kind === "cell") hint.textContent = "Your cell is running. Press Stop to interrupt it.";
   else if (active) hint.textContent = "The assistant is answering. Press Stop to end the reply early.";
   else hint.textContent = "";
   emptyNote.hidden = state.messages.size > 0;
