@@ -34,6 +34,7 @@ from review.admin_filters import (
     HasErrorsFilter,
     LastActivityFilter,
     RatingFilter,
+    SupersededFilter,
     TurnStatusFilter,
 )
 from review.audit import record
@@ -284,13 +285,14 @@ class TurnAdmin(LogAdmin):
         "id",
         "conversation_link",
         "owner",
+        "kind",
         "status",
         "model",
         "error_code",
         "created_at",
         "seconds",
     )
-    list_filter = ("status", "model", "error_code", "created_at")
+    list_filter = ("kind", "status", "model", "error_code", "created_at")
     search_fields = ("conversation__title", "error", "user_message__content")
     date_hierarchy = "created_at"
     list_select_related = ("conversation__owner",)
@@ -315,7 +317,7 @@ class TurnAdmin(LogAdmin):
 @admin.register(Message)
 class MessageAdmin(LogAdmin):
     list_display = ("id", "conversation_link", "role", "status", "final", "text", "created_at")
-    list_filter = ("role", "status", "final", "created_at")
+    list_filter = ("role", "status", "final", SupersededFilter, "created_at")
     search_fields = ("content",)
     date_hierarchy = "created_at"
     list_select_related = ("conversation",)
@@ -332,6 +334,7 @@ class ExecutionAdmin(LogAdmin):
         "id",
         "conversation_link",
         "number",
+        "origin",
         "status",
         "code_preview",
         "duration",
@@ -340,7 +343,7 @@ class ExecutionAdmin(LogAdmin):
         "sandbox_id",
         "started_at",
     )
-    list_filter = ("status", "kernel_restarted", "started_at")
+    list_filter = ("origin", "status", "kernel_restarted", "started_at")
     search_fields = ("code", "detail")
     date_hierarchy = "started_at"
     list_select_related = ("conversation", "sandbox")

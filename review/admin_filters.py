@@ -78,6 +78,24 @@ class DeletedByOwnerFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SupersededFilter(admin.SimpleListFilter):
+    """Questions and answers the user replaced (an edit, or Regenerate): kept in the
+    logs, never sent to the model again."""
+
+    title = "superseded"
+    parameter_name = "superseded"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Replaced by an edit or a new answer"), ("no", "Current")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(superseded_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(superseded_at__isnull=True)
+        return queryset
+
+
 class TurnStatusFilter(admin.SimpleListFilter):
     title = "turn status"
     parameter_name = "turn_status"
