@@ -21,7 +21,7 @@ from chat.actions.files import safe_name
 from chat.agent.text import strip_ansi
 from chat.labels import role_name
 from chat.models import Conversation, Execution, Message, Output
-from chat.rendering import shown_text
+from chat.rendering import reply_ran_code, shown_text
 
 
 def _steps(conversation: Conversation) -> Iterator[tuple[Message, Execution | None, list[Output]]]:
@@ -34,6 +34,12 @@ def _steps(conversation: Conversation) -> Iterator[tuple[Message, Execution | No
     for message in conversation.messages.exclude(status=Message.Status.STREAMING).order_by("id"):
         execution = executions.get(message.pk)
         yield message, execution, outputs.get(execution.pk, []) if execution else []
+
+
+def _shown(message: Message) -> str:
+    """The message's text as the page shows it: a reply without its action."""
+    ran = reply_ran_code(message.final, message.status)
+    return shown_text(message.role, message.content, message.action_format, ran)
 
 
 def _heading(message: Message) -> str:
@@ -78,7 +84,7 @@ def notebook(conversation: Conversation) -> Any:
     """The conversation as an nbformat v4 notebook; raises if it would not validate."""
     cells: list[Any] = [v4.new_markdown_cell(f"# {conversation.title}")]
     for message, execution, outputs in _steps(conversation):
-        text = shown_text(message.role, message.content)
+        text = _shown(message)
         user_cell = message.code == Message.CELL and message.role == Message.Role.USER
         if user_cell:
             cells.append(v4.new_markdown_cell(_heading(message)))
@@ -157,7 +163,7 @@ def markdown(conversation: Conversation) -> str:
     """The conversation as Markdown; plots are embedded as data URIs."""
     parts = [f"# {conversation.title}"]
     for message, execution, outputs in _steps(conversation):
-        text = shown_text(message.role, message.content)
+        text = _shown(message)
         user_cell = message.code == Message.CELL and message.role == Message.Role.USER
         if user_cell:
             parts.append(_heading(message))

@@ -33,24 +33,48 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from chat.agent import codeact
+from chat.agent.formats import get_format
 
 
-def display_text(reply: str) -> str:
-    """An assistant reply as the page shows it around its code cell: the action
-    block is taken out (the cell shows the code) and solution tags are dropped."""
-    text = codeact.ACTION_BLOCK.sub("", reply)
-    opened = text.find(codeact.OPEN_TAG)
-    if opened != -1:  # an unclosed block (a stopped reply): its code is shown as code
-        code = text[opened + len(codeact.OPEN_TAG) :].strip("\n")
-        text = text[:opened] + "\n```python\n" + code + "\n```"
+def display_text(reply: str, action_format: str = "execute", ran_code: bool = False) -> str:
+    """An assistant reply as the page shows it around its code cell: the action is
+    taken out (the cell shows the code) and solution tags are dropped.
+
+    `execute` (and replies from before formats, which have none): every action
+    block goes, and an unclosed one (a stopped reply) is shown as code. `fence`:
+    a reply that ran code loses its action block, which the loop left last; the
+    blocks of an answer are its Markdown. `tool`: the code was never in the text.
+    """
+    if action_format == "fence":
+        text = get_format("fence").text_of(reply) if ran_code else reply
+    elif action_format == "tool":
+        text = reply
+    else:
+        text = codeact.ACTION_BLOCK.sub("", reply)
+        opened = text.find(codeact.OPEN_TAG)
+        if opened != -1:  # an unclosed block (a stopped reply): its code is shown as code
+            code = text[opened + len(codeact.OPEN_TAG) :].strip("\n")
+            text = text[:opened] + "\n```python\n" + code + "\n```"
     for tag in codeact.SOLUTION_TAGS:
         text = text.replace(tag, "")
     return text.strip()
 
 
-def shown_text(role: str, content: str) -> str:
-    """The text of a message as the page, the transcript and the exports show it."""
-    return display_text(content) if role == "assistant" else content
+def shown_text(
+    role: str, content: str, action_format: str = "execute", ran_code: bool = False
+) -> str:
+    """The text of a message as the page, the transcript and the exports show it.
+
+    `ran_code`: the reply is a step whose action was taken (`reply_ran_code`)."""
+    return display_text(content, action_format, ran_code) if role == "assistant" else content
+
+
+def reply_ran_code(final: bool, status: str) -> bool:
+    """Whether an assistant reply is a step whose action the loop took: the loop
+    stores it complete (not stopped, failed or interrupted) and not final (not the
+    answer). A step cut at the execution limit counts too: its code was the action,
+    though it did not run."""
+    return not final and status == "complete"
 
 
 _ALLOWED_TAGS = {

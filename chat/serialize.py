@@ -32,7 +32,13 @@ from chat.models import (
     WebRequest,
     WorkspaceFile,
 )
-from chat.rendering import highlight_code, render_markdown, sanitize_table_html, shown_text
+from chat.rendering import (
+    highlight_code,
+    render_markdown,
+    reply_ran_code,
+    sanitize_table_html,
+    shown_text,
+)
 
 
 def message_data(message: Message) -> MessageData:
@@ -43,7 +49,7 @@ def message_data(message: Message) -> MessageData:
         "status": message.status,
         "content": message.content,
         # While streaming the client shows the raw text; HTML comes once, at the end.
-        "html": "" if streaming else render_markdown(shown_text(message.role, message.content)),
+        "html": "" if streaming else render_markdown(shown_message_text(message)),
         "final": message.final,
         "code": message.code,
         "turn_id": message.turn_id,
@@ -51,6 +57,16 @@ def message_data(message: Message) -> MessageData:
         "superseded": message.superseded_at is not None,
         "cell": message.role == Message.Role.USER and message.code == Message.CELL,
     }
+
+
+def shown_message_text(message: Message) -> str:
+    """A message's text as shown: a reply without its action (its cell shows the code)."""
+    return shown_text(
+        message.role,
+        message.content,
+        message.action_format,
+        reply_ran_code(message.final, message.status),
+    )
 
 
 def turn_data(turn: Turn) -> TurnData:

@@ -227,7 +227,7 @@ def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None
         conversation.messages.filter(
             role=Message.Role.ASSISTANT, turn__isnull=False, superseded_at__isnull=True
         )
-        .exclude(content="")
+        .exclude(content="", execution__isnull=True)  # a function call has no text
         .select_related("execution")
         .order_by("id")
     ):
@@ -260,13 +260,15 @@ def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None
 
 def _step(message: Message, execution: Any) -> Step:
     if execution is None:
-        return Step(message.role, message.content)
+        return Step(message.role, message.content, action_format=message.action_format)
     return Step(
         message.role,
         message.content,
         execution.observation,
         execution.status,
         execution.detail,
+        execution.code,
+        message.action_format,
     )
 
 
@@ -288,7 +290,11 @@ def training_record(conversation: Conversation) -> dict[str, Any] | None:
     ratings = Feedback.objects.filter(conversation=conversation)
     return {
         "id": str(conversation.id),
-        "conversations": [{"role": "system", "content": system}, *model_messages(steps)],
+        # CodeAct's own shape, <execute> blocks, whichever format each model wrote in.
+        "conversations": [
+            {"role": "system", "content": system},
+            *model_messages(steps, "execute"),
+        ],
         "model": conversation.model,
         "flagged": conversation.flagged,
         "rating": {

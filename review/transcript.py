@@ -11,7 +11,13 @@ from django.db.models.functions import Length
 from chat.agent.text import human_size, strip_ansi
 from chat.labels import cell_status
 from chat.models import Conversation, Execution, Feedback, Message, Output, Turn, WebRequest
-from chat.rendering import highlight_code, render_markdown, sanitize_table_html, shown_text
+from chat.rendering import (
+    highlight_code,
+    render_markdown,
+    reply_ran_code,
+    sanitize_table_html,
+    shown_text,
+)
 from review.queries import FAILED_EXECUTIONS
 
 
@@ -157,7 +163,11 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
         for m in replies.get(turn.pk, []):
             step = Step(
                 message=m,
-                html=render_markdown(shown_text(m.role, m.content)),
+                html=render_markdown(
+                    shown_text(
+                        m.role, m.content, m.action_format, reply_ran_code(m.final, m.status)
+                    )
+                ),
                 seconds=_seconds(m.created_at, m.updated_at),
                 feedback=feedback.get(m.pk, []),
             )

@@ -49,15 +49,21 @@ def do_finish_reply(
     status: str,
     usage: dict[str, Any] | None = None,
     final: bool = False,
+    action_format: str | None = None,
 ) -> Message:
-    """Store the reply's whole text and how it ended (`final`: it is the answer)."""
+    """Store the reply's whole text and how it ended (`final`: it is the answer), and
+    how its model writes code (`action_format`, when given: chat.agent.formats)."""
+    fields = ["content", "status", "usage", "final", "seq", "updated_at"]
     with transaction.atomic():
         message.content = content
         message.status = status
         message.usage = usage
         message.final = final
+        if action_format is not None:
+            message.action_format = action_format
+            fields.append("action_format")
         message.seq = message.conversation.next_seq()
-        message.save(update_fields=["content", "status", "usage", "final", "seq", "updated_at"])
+        message.save(update_fields=fields)
         publish_on_commit(message.conversation_id, message_event(message))
         _clear_live_on_commit(message.pk)
     return message

@@ -21,6 +21,7 @@ from chat.actions import executions, replies, turns
 from chat.actions.conversations import model_config
 from chat.actions.turns import Claim
 from chat.agent import codeact
+from chat.agent.formats import get_format
 from chat.agent.loop import Executed, footer_for, run_agent
 from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.events import utf16_len
@@ -72,6 +73,8 @@ class TurnRunner:
         self.turn = claim.turn
         self.first_reply: Message | None = claim.first_reply  # until the model starts
         self.config = model_config(self.turn.model)
+        # How this model writes code (settings checked the name when they loaded).
+        self.action_format = get_format(str(self.config.get("action_format") or "execute"))
         self.message: Message | None = None
         self.parts: list[str] = []
         self.unsent: list[str] = []  # deltas not yet published (coalesced under load)
@@ -146,7 +149,14 @@ class TurnRunner:
         assert self.message is not None
         self._send_deltas()
         status = Message.Status.STOPPED if reply.stopped else Message.Status.COMPLETE
-        replies.do_finish_reply(self.message, content, status, reply.usage, final=final)
+        replies.do_finish_reply(
+            self.message,
+            content,
+            status,
+            reply.usage,
+            final=final,
+            action_format=self.action_format.name,
+        )
 
     def notice(self, code: str, text: str) -> None:
         replies.do_add_notice(self.turn, code, text)
@@ -234,14 +244,17 @@ class TurnRunner:
         client = model_client(model_settings(self.turn.model))
         outcome = run_agent(
             client,
-            history_for(self.turn),
+            history_for(self.turn, self.action_format),
             self,
             self,
             system_prompt=system_prompt_for(
-                self.turn.conversation_id, web=self.turn.conversation.has_web_access
+                self.turn.conversation_id,
+                web=self.turn.conversation.has_web_access,
+                action_format=self.action_format,
             ),
             should_stop=self.should_stop,
             max_executions=int(self.config["max_executions"]),
+            action_format=self.action_format,
         )
         return Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
 
@@ -325,7 +338,12 @@ class TurnRunner:
             self.message, self.first_reply = self.first_reply, None
         self._send_deltas()
         if self.message is not None and self.message.status == Message.Status.STREAMING:
-            replies.do_finish_reply(self.message, "".join(self.parts), Message.Status.FAILED)
+            replies.do_finish_reply(
+                self.message,
+                "".join(self.parts),
+                Message.Status.FAILED,
+                action_format=self.action_format.name,
+            )
         if self.execution is not None:
             self._flush_outputs()
             executions.do_fail_execution(self.execution, message)
