@@ -97,7 +97,7 @@ class _ExecuteWatch(ReplyWatch):
 # An opening fence line: backticks and an info string without backticks. Any
 # indentation is accepted (a block inside a list item is still code to run).
 _OPEN_FENCE = re.compile(r"[ \t]*(`{3,})[ \t]*([^`]*)")
-_TICKS_ONLY = re.compile(r"[ \t]*(`+)[ \t]*")
+_TICKS_ONLY = re.compile(r"[ \t]*(`+)[ \t\r]*")  # \r: lines that end in CRLF
 
 
 @dataclass(frozen=True)

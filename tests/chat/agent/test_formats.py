@@ -90,6 +90,7 @@ def test_only_the_how_to_run_code_part_differs(fmt, says, never):
         (FENCE, "```ipython\nx = 1\n```", "x = 1"),
         (FENCE, "```Python title=demo\nx = 1\n```", "x = 1"),
         (FENCE, "``` python\nx = 1\n```", "x = 1"),
+        (FENCE, "```python\r\nx = 1\r\n```\r\nDone.", "x = 1"),  # CRLF line ends
         # a non-python fence is shown, not run; the first python one is the action
         (FENCE, "```bash\npip install x\n```", None),
         (FENCE, "```\nplain\n```", None),
