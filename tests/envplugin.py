@@ -40,6 +40,21 @@ os.environ["CODEACT_MODELS"] = json.dumps(
             "temperature": 0.0,
             "read_timeout": 60,
         },
+        # The scripted model again, for models that write code in other ways.
+        {
+            "key": "fenced",
+            "label": "Scripted (python fences)",
+            "base_url": f"http://127.0.0.1:{SCRIPTED_MODEL_PORT}/v1",
+            "model": "scripted",
+            "action_format": "fence",
+        },
+        {
+            "key": "tools",
+            "label": "Scripted (function calls)",
+            "base_url": f"http://127.0.0.1:{SCRIPTED_MODEL_PORT}/v1",
+            "model": "scripted",
+            "action_format": "tool",
+        },
     ]
 )
 os.environ["CODEACT_MODEL_READ_TIMEOUT"] = "2"
