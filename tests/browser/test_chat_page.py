@@ -263,24 +263,6 @@ def test_hostile_model_output_and_tables_stay_inert(page, web, model_server):
     remove_sandboxes()
 
 
-def test_the_page_fits_a_phone(browser, web, model_server):
-    model_server.push(Script(text="A short answer that wraps on a narrow screen, as it should."))
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    start_conversation(page, web, "phone")
-    ask(page, "Hello from a phone")
-    expect(page.locator(".msg-final")).to_contain_text("narrow screen")
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    screenshot(page, "11-phone")
-    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
-    for name in ("Send", "New conversation"):
-        expect(page.get_by_role("button", name=name)).to_be_visible()
-    screenshot(page, "11-phone")
-    context.close()
-
-
 def test_a_file_over_the_limit_is_refused_before_it_is_sent(page, web, model_server, tmp_path):
     big = tmp_path / "big.csv"
     big.write_bytes(b"x" * (3 << 20))  # the suite's limit is 2 MB
