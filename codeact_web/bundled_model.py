@@ -33,6 +33,9 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--n_ctx", "8192",
         "--n_threads", "2",
         "--verbose", "False",
+        # A request that arrives mid-reply (the worker's /v1/models probe, another
+        # turn) must wait its turn, not cut the reply in progress.
+        "--interrupt_requests", "False",
     ]  # fmt: skip
 
 
