@@ -223,3 +223,15 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     """Browser tests last: they are the slowest, and Playwright's sync API holds
     an event loop in the main thread while a browser is open."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture
+def remove_sandboxes() -> Iterator[None]:
+    """After the test, remove every live sandbox it left (modules that run real
+    turns use it for each test: `pytest.mark.usefixtures("remove_sandboxes")`)."""
+    from chat.models import SandboxRecord
+    from chat.worker import pool
+
+    yield
+    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
+        pool.remove(record, "test")

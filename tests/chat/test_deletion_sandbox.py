@@ -11,22 +11,18 @@ from channels.db import database_sync_to_async
 
 from chat.actions import conversations
 from chat.models import SandboxRecord
-from chat.worker import pool
 from sandbox.docker_backend import docker_client
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
 from tests.support.scripted_model import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+    pytest.mark.usefixtures("remove_sandboxes"),
+]
 
 db = database_sync_to_async
-
-
-@pytest.fixture(autouse=True)
-def remove_sandboxes():
-    yield
-    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        pool.remove(record, "test")
 
 
 def container_exists(container_id: str) -> bool:

@@ -8,23 +8,19 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.agent.formats import get_format
-from chat.models import Execution, Message, Output, SandboxRecord
+from chat.models import Execution, Message, Output
 from chat.serialize import message_data
-from chat.worker import pool
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
 from tests.support.scripted_model import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+    pytest.mark.usefixtures("remove_sandboxes"),
+]
 
 db = database_sync_to_async
-
-
-@pytest.fixture(autouse=True)
-def remove_sandboxes():
-    yield
-    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        pool.remove(record, "test")
 
 
 async def ask(sock, text, timeout=60.0):

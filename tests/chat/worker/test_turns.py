@@ -26,7 +26,11 @@ from tests.factories import ConversationFactory
 from tests.support.processes import start_worker
 from tests.support.scripted_model import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+    pytest.mark.usefixtures("remove_sandboxes"),
+]
 
 db = database_sync_to_async
 
@@ -34,13 +38,6 @@ db = database_sync_to_async
 @pytest.fixture
 def conversation(owner):
     return ConversationFactory(owner=owner, title="Analysis")
-
-
-@pytest.fixture(autouse=True)
-def remove_sandboxes():
-    yield
-    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        pool.remove(record, "test")
 
 
 def code(source: str, before: str = "") -> Script:

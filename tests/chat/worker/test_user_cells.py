@@ -7,13 +7,16 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.models import Execution, Message, Output, SandboxRecord, Turn
-from chat.worker import pool
+from chat.models import Execution, Message, Output, Turn
 from tests.conftest import open_socket
 from tests.factories import ConversationFactory
 from tests.support.scripted_model import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.integration,
+    pytest.mark.usefixtures("remove_sandboxes"),
+]
 
 db = database_sync_to_async
 
@@ -21,13 +24,6 @@ db = database_sync_to_async
 @pytest.fixture
 def conversation(owner):
     return ConversationFactory(owner=owner, title="Cells")
-
-
-@pytest.fixture(autouse=True)
-def remove_sandboxes():
-    yield
-    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-        pool.remove(record, "test")
 
 
 def code(source: str) -> Script:
