@@ -407,6 +407,9 @@ class SandboxRecord(models.Model):
     # Its address on the egress network ("" without web access): the proxy's log
     # names a sandbox by it.
     egress_address = models.CharField(max_length=45, blank=True)
+    # The engine it runs on (chat/worker/hosts.py): a Docker engine's URL ("" the
+    # default engine) or "kubernetes:<namespace>". Any worker attaches through it.
+    host = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -420,6 +423,24 @@ class SandboxRecord(models.Model):
 
     def __str__(self) -> str:
         return f"sandbox {self.container_id[:12]} ({self.state})"
+
+
+class SandboxHost(models.Model):
+    """An engine sandboxes run on, as the workers last found it. A host that stops
+    answering is marked down: no new sandbox goes there, its conversations get a
+    new sandbox elsewhere, and beat marks it up again once it answers."""
+
+    address = models.CharField(max_length=200, unique=True)  # as SandboxRecord.host
+    down_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.address or "default engine"
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
 
 
 class Feedback(models.Model):

@@ -386,7 +386,37 @@ CODEACT_MAX_UPLOAD_BODY_BYTES = env_int(
 
 # --- Sandboxes (DESIGN.md §4): every limit a setting, safe by default ------------
 MiB = 1 << 20
+# Where sandboxes run (sandbox/backend.py): docker -- containers on one or more Docker
+# engines; kubernetes -- one Pod per sandbox in CODEACT_K8S_NAMESPACE.
+CODEACT_SANDBOX_BACKEND = env_str("CODEACT_SANDBOX_BACKEND", "docker").strip().lower()
+if CODEACT_SANDBOX_BACKEND not in ("docker", "kubernetes"):
+    raise ImproperlyConfigured("CODEACT_SANDBOX_BACKEND must be docker or kubernetes")
 CODEACT_DOCKER_URL = env_str("CODEACT_DOCKER_URL", "")  # empty: DOCKER_HOST or the local socket
+# Several engines (README "Several Docker hosts"): their URLs, comma-separated; a new
+# sandbox goes to the one with the most room. Empty: CODEACT_DOCKER_URL alone. The
+# first is the one web-access sandboxes use (the egress proxy runs beside it).
+CODEACT_DOCKER_HOSTS = env_list("CODEACT_DOCKER_HOSTS", "")
+if _bad_hosts := [
+    h for h in CODEACT_DOCKER_HOSTS if not h.startswith(("unix://", "tcp://", "ssh://", "https://"))
+]:
+    raise ImproperlyConfigured(
+        f"CODEACT_DOCKER_HOSTS: {', '.join(_bad_hosts)} is not an engine URL "
+        "(unix://path, tcp://host:port, https://host:port or ssh://user@host)"
+    )
+# TLS client certificates for tcp:// engines: ca.pem, cert.pem and key.pem in
+# <dir>/<host name>/ for one engine, or in <dir>/ itself for all of them.
+CODEACT_DOCKER_TLS_DIR = env_str("CODEACT_DOCKER_TLS_DIR", "")
+# An engine that does not answer for this long is marked down: no new sandbox goes
+# there, and its conversations get a new sandbox elsewhere on their next cell.
+CODEACT_DOCKER_HOST_TIMEOUT = env_float("CODEACT_DOCKER_HOST_TIMEOUT", 5.0, minimum=0.5)
+# Kubernetes (deploy/helm/codeact-web): the namespace sandbox pods live in, their
+# RuntimeClass ("" none; "gvisor" in the chart's production values), the egress
+# proxy URL web-access pods get ("" no web access), and the kubeconfig ("" in a pod:
+# its service account; elsewhere ~/.kube/config or KUBECONFIG).
+CODEACT_K8S_NAMESPACE = env_str("CODEACT_K8S_NAMESPACE", "codeact-sandboxes")
+CODEACT_K8S_RUNTIME_CLASS = env_str("CODEACT_K8S_RUNTIME_CLASS", "")
+CODEACT_K8S_EGRESS_PROXY = env_str("CODEACT_K8S_EGRESS_PROXY", "")
+CODEACT_KUBECONFIG = env_str("CODEACT_KUBECONFIG", "")
 # empty: the image built from sandbox/image (its tag is a hash of that folder)
 CODEACT_SANDBOX_IMAGE = env_str("CODEACT_SANDBOX_IMAGE", "")
 # auto: gVisor (runsc) wherever the engine has it, else runc with a warning;
@@ -426,8 +456,9 @@ CODEACT_SANDBOX_LIMITS = {
 CODEACT_POOL_SIZE = env_int("CODEACT_POOL_SIZE", 2, minimum=0)
 CODEACT_SANDBOX_IDLE_SECONDS = env_int("CODEACT_SANDBOX_IDLE_SECONDS", 15 * 60, minimum=10)
 CODEACT_SANDBOXES_PER_USER = env_int("CODEACT_SANDBOXES_PER_USER", 3, minimum=1)
-# Live sandboxes (pool and claimed) on the engine at once, whoever they belong to:
-# an idle sandbox holds ~120 MB, a busy one up to CODEACT_SANDBOX_MEMORY_MB.
+# Live sandboxes (pool and claimed) on one engine at once (with several Docker
+# hosts: on each), whoever they belong to: an idle sandbox holds ~120 MB, a busy one
+# up to CODEACT_SANDBOX_MEMORY_MB. On Kubernetes: in the sandbox namespace.
 CODEACT_SANDBOXES_PER_HOST = env_int("CODEACT_SANDBOXES_PER_HOST", 50, minimum=1)
 # Sandboxes that start (container created, kernel coming up) at the same moment,
 # across all workers; the others queue for up to the start timeout. Fifty at once

@@ -22,6 +22,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -36,6 +37,7 @@ from sandbox.api import (
     SandboxError,
     Status,
 )
+from sandbox.backend import Placed
 from sandbox.connection import Connection, Message, Request, wait_until
 from sandbox.image.outputs import CellCaps
 from sandbox.runtime import choose_runtime
@@ -70,6 +72,75 @@ def docker_client(base_url: str | None = None, timeout: float = 60) -> docker.Do
     if base_url:
         return docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)
     return docker.from_env(version="auto", timeout=timeout)
+
+
+def age_seconds(container: Any) -> float:
+    """Seconds since Docker created the container (inspect gives RFC 3339 with
+    nanoseconds, the list endpoint a Unix time)."""
+    created = container.attrs.get("Created")
+    if isinstance(created, int | float):
+        return datetime.now(UTC).timestamp() - float(created)
+    if isinstance(created, str) and created:
+        stamp = created.rstrip("Z").split(".")[0]  # datetime has no nanoseconds
+        born = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+        return (datetime.now(UTC) - born).total_seconds()
+    return float("inf")  # unknown: old enough
+
+
+class DockerBackend:
+    """Sandboxes as containers on one Docker engine (sandbox.backend.Backend)."""
+
+    kind = "docker"
+
+    def __init__(self, client: docker.DockerClient, runtime: str | None = "auto", host: str = ""):
+        """runtime: as DockerSandbox takes it; host: how records name this engine
+        (its URL; "" for the default engine)."""
+        self.client = client
+        self.runtime = runtime
+        self.host = host
+
+    def start(
+        self,
+        image: str,
+        limits: Limits,
+        labels: dict[str, str],
+        web: profile.WebAccess | None = None,
+    ) -> DockerSandbox:
+        return DockerSandbox(self.client, image, limits, labels, runtime=self.runtime, web=web)
+
+    def attach(self, sandbox_id: str, image: str, limits: Limits) -> DockerSandbox:
+        return DockerSandbox(self.client, image, limits, {}, container_id=sandbox_id)
+
+    def remove(self, sandbox_id: str) -> None:
+        try:
+            self.client.api.remove_container(sandbox_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if not (exc.status_code == 409 and "already in progress" in str(exc)):
+                raise SandboxError(
+                    f"Could not remove {sandbox_id[:12]}: {exc}", permanent=False
+                ) from exc
+        except ENGINE_ERRORS as exc:
+            raise SandboxError(
+                f"Could not remove {sandbox_id[:12]}: {exc}", permanent=False
+            ) from exc
+
+    def list(self, labels: dict[str, str]) -> list[Placed]:
+        try:
+            found = managed_containers(self.client, **labels)
+        except ENGINE_ERRORS as exc:
+            raise SandboxError(f"Could not list sandboxes: {exc}", permanent=False) from exc
+        return [Placed(c.id, c.status == "running", c.status, age_seconds(c)) for c in found]
+
+    def answers(self, timeout: float = 5.0) -> bool:
+        """The engine's /_ping within `timeout` (the client's own timeout is a
+        minute: too long to wait on an engine that hangs)."""
+        api = self.client.api
+        try:
+            return bool(api._result(api._get(api._url("/_ping"), timeout=timeout)) == "OK")
+        except ENGINE_ERRORS:
+            return False
 
 
 class DockerSandbox(FileTransfers):
@@ -192,7 +263,7 @@ class DockerSandbox(FileTransfers):
         return str(labels.get(KEY_LABEL, ""))
 
     @property
-    def warm(self) -> Any:
+    def warm(self) -> threading.Event:
         """Set once numpy, pandas and matplotlib are imported (or the sandbox is gone)."""
         assert self._conn is not None
         return self._conn.warm

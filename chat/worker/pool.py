@@ -1,7 +1,9 @@
 """Sandbox lifecycle: the warm pool, claims, idle reaping and orphan removal.
 
-A claim hands the executor a `sandbox.api.Sandbox`; only this module knows
-that sandboxes are Docker containers (`sandbox.docker_backend`).
+A claim hands the executor a `sandbox.api.Sandbox`; this module reaches the
+engines only through `sandbox.backend.Backend` (Docker containers on one or
+more engines, or Kubernetes pods), one per host (chat/worker/hosts.py), and
+each record stores the host its sandbox runs on.
 
 The database is the registry. A warm container is claimed with a row lock
 (SKIP LOCKED), so two workers never get the same one; a container that the
@@ -16,10 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -27,31 +28,25 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, SandboxRecord
-from chat.worker import egress
+from chat.worker import egress, hosts
 from chat.worker.start_slots import start_slot
 from sandbox.api import Limits, Sandbox, SandboxError
-from sandbox.docker_backend import DockerSandbox, docker_client, managed_containers
+from sandbox.backend import Backend, StartedSandbox
+from sandbox.docker_backend import managed_containers as managed_containers
 from sandbox.image_tag import image_tag
 from sandbox.profile import WebAccess
 
 log = logging.getLogger(__name__)
 
 
-_local = threading.local()
-
-
 def _client() -> Any:
-    """A Docker client per thread: docker-py keeps one connection pool per URL
-    and drops the oldest of 25 while another thread may still be using it,
-    which breaks concurrent claims (seen with 50 conversations starting)."""
-    client = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = docker_client(settings.CODEACT_DOCKER_URL or None)
-    return client
+    """This thread's docker-py client of the first Docker host (the one web-access
+    sandboxes and the egress network use)."""
+    return getattr(hosts.backend(hosts.addresses()[0]), "client", None)
 
 
 def docker_engine() -> Any:
-    """This thread's client of the Docker engine sandboxes run on."""
+    """This thread's client of the Docker engine web-access sandboxes run on."""
     return _client()
 
 
@@ -70,26 +65,28 @@ def deployment_labels() -> dict[str, str]:
     return {"codeact.deployment": settings.CHANNEL_PREFIX}
 
 
-def _web_access() -> WebAccess:
+def _web_access(engine: Backend) -> WebAccess:
+    if engine.kind == "kubernetes":
+        # The pod gets the proxy variables and the label the chart's NetworkPolicy
+        # lets through to the proxy (sandbox/kubernetes_backend.py).
+        return WebAccess("", {})
     try:
-        net = egress.network(_client())
+        net = egress.network(getattr(engine, "client", None))
     except egress.EgressUnavailable as exc:
         raise SandboxError(f"Web access is not available: {exc}", permanent=False) from exc
     return WebAccess(net.name, egress.sandbox_environment(net))
 
 
-def _new_container(labels: dict[str, str] | None = None, web: bool = False) -> DockerSandbox:
-    """Start a container, once one of the engine's start slots is free; with web
+def _new_container(
+    host: str, labels: dict[str, str] | None = None, web: bool = False
+) -> StartedSandbox:
+    """Start a sandbox on a host, once one of the start slots is free; with web
     access, on the egress network, its address's proxy records reset."""
-    access = _web_access() if web else None
+    engine = hosts.backend(host)
+    access = _web_access(engine) if web else None
     with start_slot(wait=limits().start_timeout):
-        container = DockerSandbox(
-            _client(),
-            image(),
-            limits(),
-            {**deployment_labels(), **(labels or {})},
-            runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
-            web=access,
+        container = engine.start(
+            image(), limits(), {**deployment_labels(), **(labels or {})}, web=access
         )
     if container.address:
         try:
@@ -112,12 +109,18 @@ class Claim:
 
 def top_up_pool() -> int:
     """Start warm sandboxes until the pool holds CODEACT_POOL_SIZE (within the host
-    cap); returns how many."""
+    caps, on the hosts with the most room); returns how many."""
     with transaction.atomic():
         _lock_reservations()
-        warm = SandboxRecord.objects.filter(state=SandboxRecord.State.WARM).count()
-        missing = min(settings.CODEACT_POOL_SIZE - warm, _host_room())
-        reserved = [_reserve(state=SandboxRecord.State.WARM) for _ in range(max(0, missing))]
+        warm = SandboxRecord.objects.filter(
+            state=SandboxRecord.State.WARM, host__in=_up_hosts()
+        ).count()
+        reserved = []
+        for _ in range(max(0, settings.CODEACT_POOL_SIZE - warm)):
+            host = hosts.place()
+            if host is None:
+                break
+            reserved.append(_reserve(host, state=SandboxRecord.State.WARM))
     started = 0
     for index, record in enumerate(reserved):
         try:
@@ -135,8 +138,7 @@ def create_warm() -> SandboxRecord:
     """Start one warm sandbox (within the host cap) and return its record."""
     with transaction.atomic():
         _lock_reservations()
-        _check_host_room()
-        record = _reserve(state=SandboxRecord.State.WARM)
+        record = _reserve(_check_host_room(), state=SandboxRecord.State.WARM)
     _start_warm(record)
     return record
 
@@ -144,13 +146,12 @@ def create_warm() -> SandboxRecord:
 def _start_warm(record: SandboxRecord) -> None:
     """Start the reserved pool sandbox, and offer it once its libraries are imported."""
     try:
-        container = _new_container({"codeact.pool": "1"})
+        container = _new_container(record.host, {"codeact.pool": "1"})
     except BaseException:
         retire(record, "start_failed")
         raise
     try:
-        if not container.warm.wait(limits().start_timeout) or not container.alive:
-            raise SandboxError("The sandbox did not warm up in time.", permanent=False)
+        _wait_warm(container)
         _fill(record, container)
     except BaseException:
         container.close()
@@ -161,7 +162,12 @@ def _start_warm(record: SandboxRecord) -> None:
 
 def _attach(record: SandboxRecord) -> Sandbox:
     """The running sandbox of a record (raises SandboxError if it does not answer)."""
-    return DockerSandbox(_client(), record.image, limits(), {}, container_id=record.container_id)
+    return hosts.backend(record.host).attach(record.container_id, record.image, limits())
+
+
+def _up_hosts() -> list[str]:
+    gone = hosts.down()
+    return [a for a in hosts.addresses() if a not in gone]
 
 
 # Claims and pool starts count and reserve their sandbox under one lock: a count
@@ -177,25 +183,21 @@ def _lock_reservations() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_RESERVATIONS_LOCK])
 
 
-def _reserve(**fields: Any) -> SandboxRecord:
-    """A row for a sandbox about to start (inside the reservation lock)."""
+def _reserve(host: str, **fields: Any) -> SandboxRecord:
+    """A row for a sandbox about to start on host (inside the reservation lock)."""
     return SandboxRecord.objects.create(
         container_id=f"{PENDING}{uuid.uuid4().hex}",
         image=image(),
         runtime=settings.CODEACT_SANDBOX_RUNTIME or "",
+        host=host,
         **fields,
     )
-
-
-def _host_room() -> int:
-    live = SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).count()
-    return settings.CODEACT_SANDBOXES_PER_HOST - live
 
 
 def _take_warm(conversation: Conversation) -> SandboxRecord | None:
     record = (
         SandboxRecord.objects.select_for_update(skip_locked=True)
-        .filter(state=SandboxRecord.State.WARM, image=image())
+        .filter(state=SandboxRecord.State.WARM, image=image(), host__in=_up_hosts())
         .exclude(container_id__startswith=PENDING)
         .order_by("created_at")
         .first()
@@ -226,14 +228,23 @@ def _check_user_cap(conversation: Conversation) -> None:
         )
 
 
-def _check_host_room() -> None:
-    if _host_room() <= 0:
+def _check_host_room(web: bool = False) -> str:
+    """The host a new sandbox goes to; SandboxError when every host is full or down."""
+    host = hosts.place(web)
+    if host is not None:
+        return host
+    if not _up_hosts():
         raise SandboxError(
-            f"The server is running {settings.CODEACT_SANDBOXES_PER_HOST} Python sandboxes, "
-            "the most this server runs at once. One frees up when another conversation's "
-            "sandbox goes idle: press Retry in a few minutes.",
+            "No machine that runs Python sandboxes answers right now. Press Retry in a "
+            "minute; if it goes on, tell the operator.",
             permanent=False,
         )
+    raise SandboxError(
+        f"The server is running {settings.CODEACT_SANDBOXES_PER_HOST} Python sandboxes, "
+        "the most this server runs at once. One frees up when another conversation's "
+        "sandbox goes idle: press Retry in a few minutes.",
+        permanent=False,
+    )
 
 
 def _claim_slot(conversation: Conversation, web: bool) -> tuple[SandboxRecord, bool]:
@@ -246,9 +257,10 @@ def _claim_slot(conversation: Conversation, web: bool) -> tuple[SandboxRecord, b
         warm = None if web else _take_warm(conversation)
         if warm is not None:
             return warm, True
-        _check_host_room()
+        host = _check_host_room(web)
         now = timezone.now()
         return _reserve(
+            host,
             state=SandboxRecord.State.CLAIMED,
             conversation=conversation,
             owner_id=conversation.owner_id,
@@ -275,28 +287,57 @@ def claim_for(conversation: Conversation) -> Claim:
             return Claim(sandbox, current, fresh=False)
         except SandboxError:
             log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
-            remove(current, "lost")
+            _lost(current, "lost")
     while True:
         record, warm = _claim_slot(conversation, web)
         if not warm:
-            return Claim(_start_claimed(record, conversation, web), record, True, replaced)
+            try:
+                sandbox = _start_claimed(record, conversation, web)
+            except SandboxError as exc:
+                if exc.permanent or hosts.answers(record.host):
+                    raise
+                continue  # its host went down: the next slot is on another one
+            return Claim(sandbox, record, True, replaced)
         try:
             return Claim(_attach(record), record, fresh=True, replaced=replaced)
         except SandboxError:
-            remove(record, "dead_in_pool")
+            _lost(record, "dead_in_pool")
+
+
+def _lost(record: SandboxRecord, reason: str) -> None:
+    """A sandbox that does not answer: removed, or, when its whole host does not
+    answer, retired (the host is marked down; reconcile removes the container once
+    the host is back)."""
+    if hosts.answers(record.host):
+        remove(record, reason)
+    else:
+        retire(record, "host_down")
 
 
 def _start_claimed(record: SandboxRecord, conversation: Conversation, web: bool) -> Sandbox:
     try:
-        container = _new_container({"codeact.conversation": str(conversation.id)}, web)
+        container = _new_container(record.host, {"codeact.conversation": str(conversation.id)}, web)
     except BaseException:
         retire(record, "start_failed")
         raise
     _fill(record, container)
+    try:
+        _wait_warm(container)
+    except BaseException:
+        remove(record, "start_failed")
+        raise
     return container
 
 
-def _fill(record: SandboxRecord, container: DockerSandbox) -> None:
+def _wait_warm(container: StartedSandbox) -> None:
+    """Wait for the new kernel's preloads: a cell sent before waits behind them in
+    the bridge, and that wait would count against the cell's own time limit (with
+    many kernels starting at once it took longer than the whole limit)."""
+    if not container.warm.wait(limits().start_timeout) or not container.alive:
+        raise SandboxError("The sandbox did not warm up in time.", permanent=False)
+
+
+def _fill(record: SandboxRecord, container: StartedSandbox) -> None:
     record.container_id = container.id
     record.runtime = container.runtime or ""
     record.egress_address = container.address
@@ -309,13 +350,13 @@ def touch(record: SandboxRecord) -> None:
 
 
 def remove(record: SandboxRecord, reason: str) -> None:
-    """Remove the container and retire its record."""
-    if not record.container_id.startswith(PENDING):
+    """Remove the sandbox and retire its record (on a host that is down, only
+    retire it: reconcile removes the container when the host is back)."""
+    if not record.container_id.startswith(PENDING) and record.host not in hosts.down():
         try:
-            _client().api.remove_container(record.container_id, force=True)
-        except Exception as exc:  # already gone is fine
-            if "No such container" not in str(exc):
-                log.warning("could not remove %s: %s", record.container_id[:12], exc)
+            hosts.backend(record.host).remove(record.container_id)
+        except SandboxError as exc:
+            log.warning("could not remove %s: %s", record.container_id[:12], exc.message)
     retire(record, reason)
 
 
@@ -337,41 +378,48 @@ def reap_idle() -> int:
     return len(idle)
 
 
-def _age_seconds(container: Any) -> float:
-    """Seconds since Docker created the container (inspect gives RFC 3339 with
-    nanoseconds, the list endpoint a Unix time)."""
-    created = container.attrs.get("Created")
-    if isinstance(created, int | float):
-        return datetime.now(UTC).timestamp() - float(created)
-    if isinstance(created, str) and created:
-        stamp = created.rstrip("Z").split(".")[0]  # datetime has no nanoseconds
-        born = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
-        return (datetime.now(UTC) - born).total_seconds()
-    return float("inf")  # unknown: old enough
-
-
 def reconcile(grace: float | None = None) -> dict[str, int]:
-    """Remove labelled containers the registry does not know (once older than
-    `grace` seconds: by default the sandbox start timeout plus a margin), and
-    retire records whose container is gone (stopped containers count as gone)."""
+    """On every host that answers, remove labelled sandboxes the registry does not
+    know (once older than `grace` seconds: by default the sandbox start timeout
+    plus a margin), and retire records whose sandbox is gone (stopped counts as
+    gone). Records on a host that is down are left for when it is back."""
     if grace is None:
         grace = limits().start_timeout + 30.0
-    live = {r.container_id: r for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE)}
+    orphans = gone = 0
+    for host in hosts.addresses():
+        try:
+            found = hosts.backend(host).list(deployment_labels())
+        except SandboxError as exc:
+            hosts.mark_down(host, exc.message)
+            continue
+        hosts.mark_up(host)
+        report = _reconcile_host(host, found, grace)
+        orphans += report[0]
+        gone += report[1]
+    return {"orphans": orphans, "gone": gone}
+
+
+def _reconcile_host(host: str, found: list[Any], grace: float) -> tuple[int, int]:
+    live = {
+        r.container_id: r
+        for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE, host=host)
+    }
     seen: set[str] = set()
     orphans = 0
-    for container in managed_containers(_client(), **deployment_labels()):
-        if container.id in live and container.status == "running":
-            seen.add(container.id)
+    engine = hosts.backend(host)
+    for item in found:
+        if item.id in live and item.running:
+            seen.add(item.id)
             continue
-        if container.id in live:
+        if item.id in live:
             continue  # stopped: retired below
-        if _age_seconds(container) < grace:
+        if item.age_seconds < grace:
             continue  # being created: its row is not written yet
         orphans += 1
         try:
-            container.remove(force=True)
-        except Exception:
-            log.warning("could not remove orphan %s", container.id[:12], exc_info=True)
+            engine.remove(item.id)
+        except SandboxError as exc:
+            log.warning("could not remove orphan %s: %s", item.id[:12], exc.message)
     starting_since = timezone.now() - timedelta(seconds=grace)
     gone = [
         r
@@ -380,7 +428,7 @@ def reconcile(grace: float | None = None) -> dict[str, int]:
     ]
     for record in gone:
         remove(record, "gone")
-    return {"orphans": orphans, "gone": len(gone)}
+    return orphans, len(gone)
 
 
 @dataclass
@@ -391,20 +439,26 @@ class Listed:
     status: str  # the engine's: running, exited, ...
     record: SandboxRecord | None  # None: an orphan the registry does not know
     age_seconds: float
+    host: str = ""
 
 
 def list_sandboxes() -> list[Listed]:
-    """This deployment's sandbox containers with their records, oldest first."""
+    """This deployment's sandboxes on every host that answers, with their records,
+    oldest first."""
     records = {
         r.container_id: r
         for r in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).select_related(
             "conversation", "owner"
         )
     }
-    found = [
-        Listed(c.id, c.status, records.get(c.id), _age_seconds(c))
-        for c in managed_containers(_client(), **deployment_labels())
-    ]
+    found = []
+    for host in _up_hosts():
+        try:
+            placed = hosts.backend(host).list(deployment_labels())
+        except SandboxError as exc:
+            log.warning("could not list the sandboxes of %s: %s", hosts.label(host), exc.message)
+            continue
+        found += [Listed(p.id, p.status, records.get(p.id), p.age_seconds, host) for p in placed]
     return sorted(found, key=lambda item: -item.age_seconds)
 
 
@@ -421,8 +475,8 @@ def stop_sandboxes(container_ids: list[str] | None = None, reason: str = "operat
         if item.record is not None:
             remove(item.record, reason)
         else:
-            with contextlib.suppress(Exception):
-                _client().api.remove_container(item.container_id, force=True)
+            with contextlib.suppress(SandboxError):
+                hosts.backend(item.host).remove(item.container_id)
         stopped += 1
     if container_ids is None:  # reservations whose container never started
         for record in SandboxRecord.objects.filter(

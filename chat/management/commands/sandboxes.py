@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from chat.worker import pool
+from chat.worker import hosts, pool
 
 
 def _duration(seconds: float) -> str:
@@ -48,14 +48,23 @@ class Command(BaseCommand):
             f"{len(listed)} sandbox{'es' if len(listed) != 1 else ''} "
             f"(host cap {settings.CODEACT_SANDBOXES_PER_HOST})."
         )
+        down = hosts.down()
+        addresses = hosts.addresses()
+        if len(addresses) > 1 or down:
+            for address in addresses:
+                state = "down" if address in down else "up"
+                self.stdout.write(f"host {hosts.label(address)}: {state}")
 
     def _table(self, listed: list[pool.Listed]) -> None:
         now = timezone.now()
-        rows = [("CONTAINER", "STATE", "CONVERSATION", "OWNER", "AGE", "IDLE", "RUNTIME")]
+        rows = [("CONTAINER", "STATE", "CONVERSATION", "OWNER", "AGE", "IDLE", "RUNTIME", "HOST")]
         for item in listed:
             record = item.record
+            host = hosts.label(item.host)
             if record is None:
-                rows.append((item.container_id[:12], f"orphan ({item.status})", "", "", "", "", ""))
+                rows.append(
+                    (item.container_id[:12], f"orphan ({item.status})", "", "", "", "", "", host)
+                )
                 continue
             idle = (now - record.last_used_at).total_seconds() if record.last_used_at else None
             rows.append(
@@ -67,6 +76,7 @@ class Command(BaseCommand):
                     _duration(item.age_seconds),
                     _duration(idle) if idle is not None else "",
                     record.runtime or "runc",
+                    host,
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

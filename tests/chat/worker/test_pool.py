@@ -9,6 +9,7 @@ from django.utils import timezone
 from chat.models import SandboxRecord
 from chat.worker import pool, start_slots
 from sandbox.api import SandboxError
+from sandbox.docker_backend import DockerBackend
 from tests.factories import ConversationFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -62,6 +63,19 @@ def test_a_claim_starts_a_sandbox_when_the_pool_is_empty(owner, settings):
     claim.sandbox.detach()
 
 
+def test_a_new_sandboxs_first_cell_gets_its_whole_time_limit(owner, settings):
+    """A sandbox started for its conversation imports its preloads first; the first
+    cell waits behind them, and that wait must not count against the cell's limit
+    (under load -- fifty kernels starting at once -- it took more than the limit)."""
+    settings.CODEACT_POOL_SIZE = 0
+    settings.CODEACT_SANDBOX_LIMITS = {**settings.CODEACT_SANDBOX_LIMITS, "cell_timeout": 1.0}
+    claim = pool.claim_for(ConversationFactory(owner=owner))
+    result = claim.sandbox.execute("print(type(pd).__name__)")
+    claim.sandbox.detach()
+    assert result.status == "ok", result
+    assert result.outputs[0]["text"] == "module\n"
+
+
 def test_a_dead_sandbox_is_replaced_and_the_loss_reported(owner, settings):
     settings.CODEACT_POOL_SIZE = 0
     conversation = ConversationFactory(owner=owner)
@@ -100,7 +114,7 @@ def test_orphans_are_removed_and_strangers_left_alone(owner, settings):
     settings.CODEACT_POOL_SIZE = 1
     pool.top_up_pool()
     kept = SandboxRecord.objects.get(state="warm")
-    orphan = pool._new_container()  # labelled as ours, unknown to the registry
+    orphan = pool._new_container("")  # labelled as ours, unknown to the registry
     orphan.detach()
     stranger = pool._client().containers.run(
         pool.image(), entrypoint=["sleep", "60"], detach=True,
@@ -171,7 +185,7 @@ def test_sandboxes_start_a_few_at_a_time(owner, settings, monkeypatch):
     engine for every container at once; every one of them still gets its sandbox."""
     settings.CODEACT_POOL_SIZE = 0
     settings.CODEACT_SANDBOX_STARTS_AT_ONCE = 2
-    real = pool.DockerSandbox
+    real = DockerBackend.start
     lock = threading.Lock()
     starting = [0]
     most = [0]
@@ -186,7 +200,7 @@ def test_sandboxes_start_a_few_at_a_time(owner, settings, monkeypatch):
             with lock:
                 starting[0] -= 1
 
-    monkeypatch.setattr(pool, "DockerSandbox", counted)
+    monkeypatch.setattr(DockerBackend, "start", counted)
     users = [owner, *(UserFactory(username=f"burst{i}") for i in range(4))]
     results = _claim_at_once([ConversationFactory(owner=u) for u in users])
     assert all(isinstance(r, pool.Claim) for r in results), results
@@ -227,7 +241,7 @@ def test_a_failed_start_frees_its_slot(owner, settings, monkeypatch):
     def broken(*args, **kwargs):
         raise SandboxError("The engine is down.", permanent=False)
 
-    monkeypatch.setattr(pool, "DockerSandbox", broken)
+    monkeypatch.setattr(DockerBackend, "start", broken)
     with pytest.raises(SandboxError, match="engine is down"):
         pool.claim_for(ConversationFactory(owner=owner))
     # Advisory locks stack within one session: only another connection can tell
