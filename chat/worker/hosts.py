@@ -78,12 +78,13 @@ def _make(address: str) -> Backend:
     if address.startswith(KUBERNETES):
         from sandbox.kubernetes_backend import KubernetesBackend, load_api_client
 
-        return KubernetesBackend(
+        pods: Backend = KubernetesBackend(
             load_api_client(settings.CODEACT_KUBECONFIG),
             address.removeprefix(KUBERNETES),
             runtime_class=settings.CODEACT_K8S_RUNTIME_CLASS,
             egress_proxy=settings.CODEACT_K8S_EGRESS_PROXY,
         )
+        return pods
     from sandbox.docker_backend import DockerBackend
 
     return DockerBackend(
