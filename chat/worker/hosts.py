@@ -94,17 +94,17 @@ def _make(address: str) -> Backend:
     )
 
 
-def docker_engine_client(address: str) -> Any:
+def docker_engine_client(address: str, timeout: float = 60) -> Any:
     """A docker-py client of the engine at address ("" the default one), with the
     TLS client certificate of CODEACT_DOCKER_TLS_DIR for a tcp:// engine."""
     from sandbox.docker_backend import docker_client
 
     tls = _tls_config(address)
     if tls is None:
-        return docker_client(address or None)
+        return docker_client(address or None, timeout=timeout)
     import docker
 
-    return docker.DockerClient(base_url=address, version="auto", timeout=60, tls=tls)
+    return docker.DockerClient(base_url=address, version="auto", timeout=timeout, tls=tls)
 
 
 def _tls_config(address: str) -> Any:

@@ -1,5 +1,6 @@
-"""What the web's readiness cannot see for itself: whether this worker's Docker engine
-and the model endpoints answer (codeact_web/health.py reads the reports).
+"""What the web's readiness cannot see for itself: whether this worker's sandbox
+engine (Docker, or the Kubernetes API server) and the model endpoints answer
+(codeact_web/health.py reads the reports).
 
 Each worker process runs one thread that probes both every CODEACT_HEALTH_INTERVAL
 seconds and writes a report to Redis. `manage.py health --role worker` runs the
@@ -24,21 +25,41 @@ from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
 from chat import live
+from chat.worker import hosts
 from chat.worker.pool import image as sandbox_image
 from codeact_web.health import WorkerReport, probe_timeout, report_key, report_ttl, workers_key
-from sandbox.docker_backend import docker_client
+from sandbox.api import SandboxError
 
 log = logging.getLogger(__name__)
 
 DOCKER_DOWN = "the Docker engine does not answer"
+KUBERNETES_DOWN = "the Kubernetes API server does not answer (or refuses this worker)"
 
 
-def docker_problem() -> str:
+def sandbox_problem() -> str:
+    """An empty string when sandboxes can start: on Docker, at least one configured
+    engine answers and has the sandbox image; on Kubernetes, the API server answers.
+    Else why not."""
+    if settings.CODEACT_SANDBOX_BACKEND == "kubernetes":
+        try:
+            engine = hosts.backend(hosts.addresses()[0])
+            return "" if engine.answers() else KUBERNETES_DOWN
+        except SandboxError as exc:
+            return f"{KUBERNETES_DOWN}: {exc.message}"
+    problems = {address: docker_problem(address) for address in hosts.addresses()}
+    if "" in problems.values() or len(problems) == 1:
+        return min(problems.values(), key=len)
+    return "no Docker host can start sandboxes: " + "; ".join(
+        f"{hosts.label(address)}: {problem}" for address, problem in problems.items()
+    )
+
+
+def docker_problem(address: str = "") -> str:
     """An empty string when the engine answers a ping in time and has the sandbox
     image (without it no code could run), else why not."""
     try:
-        client = docker_client(settings.CODEACT_DOCKER_URL or None, timeout=probe_timeout())
-    except docker.errors.DockerException:  # asking for its API version failed
+        client = hosts.docker_engine_client(address, timeout=probe_timeout())
+    except (docker.errors.DockerException, SandboxError):  # its API version, its TLS files
         return DOCKER_DOWN
     try:
         if not client.ping():
@@ -79,7 +100,7 @@ def model_problem(config: dict[str, Any]) -> str:
 
 def probe() -> WorkerReport:
     return {
-        "docker": docker_problem(),
+        "docker": sandbox_problem(),
         "models": {str(model["key"]): model_problem(model) for model in settings.CODEACT_MODELS},
     }
 
@@ -127,13 +148,16 @@ def start_reporting() -> None:
 
 @dataclasses.dataclass(repr=False)
 class DockerEngine(HealthCheck):  # type: ignore[misc]
-    """The worker container's own check of its engine (`manage.py health --role worker`)."""
+    """The worker container's own check of its sandbox engine (`manage.py health
+    --role worker`): Docker engines, or the Kubernetes API server."""
 
     def __repr__(self) -> str:
+        if settings.CODEACT_SANDBOX_BACKEND == "kubernetes":
+            return "Kubernetes API server"
         return "Docker engine"
 
     def run(self) -> None:
-        if problem := docker_problem():
+        if problem := sandbox_problem():
             raise ServiceUnavailable(problem)
 
 
