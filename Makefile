@@ -2,8 +2,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap run test test-fast test-chaos lint format bench bench-sandbox bench-turn \
-	images compose-secrets compose-test
+.PHONY: bootstrap run test test-fast test-chaos test-helm test-k8s lint format bench \
+	bench-sandbox bench-turn images compose-secrets compose-test
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -25,6 +25,18 @@ test-fast:
 # prints the soak's RSS table.
 test-chaos: bootstrap
 	CODEACT_CHAOS=1 $(PY) -m pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
+
+# The Helm chart (deploy/helm/codeact-web): helm lint, helm template with default and
+# production values, every manifest validated against Kubernetes' schemas (strict),
+# and the promises checked on the rendered objects. `make test` runs these too.
+test-helm: bootstrap
+	$(PY) -m pytest -p no:cacheprovider tests/deploy $(PYTEST_ARGS)
+
+# The sandbox suites against a real cluster: the one KUBECONFIG points at (kind or
+# k3s with the sandbox image loaded; README "Tests"). Skipped, with the reason, when
+# no cluster answers. `make test` runs the same suites against the emulated API server.
+test-k8s: bootstrap
+	CODEACT_TEST_K8S=real $(PY) -m pytest -p no:cacheprovider tests/sandbox $(PYTEST_ARGS)
 
 # ruff, mypy, and the architecture's dependency rules (import-linter contracts in
 # pyproject.toml): a broken contract fails the build.

@@ -41,7 +41,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from chat import live
-from chat.models import SandboxRecord
+from chat.models import SandboxHost, SandboxRecord
 from codeact_web.proxy import client_ip, in_networks
 
 log = logging.getLogger(__name__)
@@ -323,6 +323,16 @@ def _sandboxes() -> GaugeMetricFamily:
     return family
 
 
+def _sandbox_hosts() -> GaugeMetricFamily:
+    """Sandbox hosts the workers found not answering (chat/worker/hosts.py)."""
+    family = GaugeMetricFamily(
+        "codeact_sandbox_hosts_down",
+        "Sandbox hosts (Docker engines) marked down: no new sandbox goes there.",
+    )
+    family.add_metric([], SandboxHost.objects.filter(down_since__isnull=False).count())
+    return family
+
+
 class DeploymentCollector(Collector):
     """Everything /metrics shows, read at scrape time. While Redis is unreachable
     its metrics are left out (Prometheus marks them stale) and the rest is served."""
@@ -334,7 +344,7 @@ class DeploymentCollector(Collector):
                 families += read()
             except redis.RedisError as exc:
                 log.warning("metrics: %s left out, Redis is unavailable: %r", read.__name__, exc)
-        families.append(_sandboxes())
+        families += [_sandboxes(), _sandbox_hosts()]
         return families
 
 

@@ -9,10 +9,11 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat import live
-from chat.models import SandboxRecord
+from chat.models import SandboxHost, SandboxRecord
 from chat.worker import pool
 from codeact_web import metrics
 from codeact_web.celery import app as celery_app
@@ -137,6 +138,13 @@ def test_sandboxes_are_counted_warm_in_use_or_starting(conversation):
     assert moved(before, after, "codeact_sandboxes", state="warm") == 1
     assert moved(before, after, "codeact_sandboxes", state="in_use") == 1
     assert moved(before, after, "codeact_sandboxes", state="starting") == 2
+
+
+def test_sandbox_hosts_marked_down_are_counted():
+    before = value(scrape(), "codeact_sandbox_hosts_down")
+    SandboxHost.objects.create(address="tcp://10.0.0.12:2376", down_since=timezone.now())
+    SandboxHost.objects.create(address="tcp://10.0.0.13:2376")
+    assert value(scrape(), "codeact_sandbox_hosts_down") == before + 1
 
 
 def test_queue_depth_counts_every_priority_of_the_celery_queue(settings):
