@@ -1,4 +1,13 @@
-"""The host's end of the bridge protocol: JSON lines over a Docker attach stream.
+"""The host's end of the bridge protocol: JSON lines over an attach stream.
+
+The stream is Docker's multiplexed attach socket (the default framing,
+`_Demux`) or, for a pod, the Kubernetes API server's attach websocket
+(`ChannelFraming`, over the adapter in sandbox/kube_attach.py). Either way it
+carries the bridge's stdin, stdout and stderr; only the framing differs. A
+connection given a `reattach` function survives the loss of its stream (an API
+server restart, a kubelet stream timeout): it opens a new one, keeps every
+waiting request and the signature state, and sends nothing again but requests
+that never reached the sandbox.
 
 Nothing the bridge sends is trusted (kernel code runs as the same uid), so
 every line is bounded here before it reaches a caller: its length, its type
@@ -26,9 +35,10 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +46,41 @@ log = logging.getLogger(__name__)
 # consumer applies the cell caps as it reads, so this bounds only a backlog.
 BACKLOG_BYTES = 16 << 20
 SEND_TIMEOUT = 10.0  # a bridge that takes no input for this long is not coming back
+# How long a lost stream may take to come back (reattach only) before the sandbox
+# counts as gone; sends wait for it meanwhile.
+REATTACH_WINDOW = 30.0
 ACCEPTS = {"execute": {"output"}, "get_file": {"chunk"}}
 Message = dict[str, Any]
 
 
-class _Demux:
-    """Splits Docker's multiplexed attach stream into stdout lines and stderr text."""
+class Stream(Protocol):
+    """What a connection reads and writes: a socket, or an adapter with its calls."""
+
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> None: ...
+    def settimeout(self, timeout: float | None, /) -> None: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
+class Framing(Protocol):
+    """Turns what a stream delivers into the bridge's stdout lines and stderr bytes."""
+
+    too_long: int  # lines dropped for their length since last reset
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]: ...
+
+
+class _Lines:
+    """Splits stdout bytes into lines, dropping (and counting) lines over max_line."""
 
     def __init__(self, max_line: int) -> None:
         self.max_line = max_line
-        self.buffer = bytearray()
         self.line = bytearray()
         self.skipping = False
         self.too_long = 0
 
-    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
-        self.buffer += data
-        lines: list[bytes] = []
-        errors = bytearray()
-        while len(self.buffer) >= 8:
-            kind, size = struct.unpack(">BxxxL", self.buffer[:8])
-            if len(self.buffer) < 8 + size:
-                break
-            payload = bytes(self.buffer[8 : 8 + size])
-            del self.buffer[: 8 + size]
-            if kind == 1:
-                lines.extend(self._lines(payload))
-            else:
-                errors += payload
-        return lines, bytes(errors)
-
-    def _lines(self, payload: bytes) -> list[bytes]:
+    def split(self, payload: bytes) -> list[bytes]:
         out: list[bytes] = []
         parts = payload.split(b"\n")
         for index, part in enumerate(parts):
@@ -85,6 +99,51 @@ class _Demux:
         return out
 
 
+class _Demux(_Lines):
+    """Splits Docker's multiplexed attach stream into stdout lines and stderr text."""
+
+    def __init__(self, max_line: int) -> None:
+        super().__init__(max_line)
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
+        self.buffer += data
+        lines: list[bytes] = []
+        errors = bytearray()
+        while len(self.buffer) >= 8:
+            kind, size = struct.unpack(">BxxxL", self.buffer[:8])
+            if len(self.buffer) < 8 + size:
+                break
+            payload = bytes(self.buffer[8 : 8 + size])
+            del self.buffer[: 8 + size]
+            if kind == 1:
+                lines.extend(self.split(payload))
+            else:
+                errors += payload
+        return lines, bytes(errors)
+
+
+class ChannelFraming(_Lines):
+    """The Kubernetes stream protocol (v4/v5.channel.k8s.io): each websocket message
+    is one channel byte and its data; 1 is stdout, 2 stderr, 3 the API server's
+    status (why the stream ends), 255 a v5 close of a channel. `feed` takes one
+    whole message (the websocket adapter returns one per recv)."""
+
+    STDOUT, STDERR, ERROR, CLOSE = 1, 2, 3, 255
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes]:
+        if not data:
+            return [], b""
+        channel, payload = data[0], bytes(data[1:])
+        if channel == self.STDOUT:
+            return self.split(payload), b""
+        if channel == self.STDERR:
+            return [], payload
+        if channel == self.ERROR and payload:
+            return [], b"[api server] " + payload[:2000]
+        return [], b""  # stdin echoes, closes of channels, unknown channels
+
+
 class Request:
     """One request waiting for its replies, with what it may still accept."""
 
@@ -92,6 +151,7 @@ class Request:
         self.id = req_id
         self.op = op
         self.accepts = ACCEPTS.get(op, set())
+        self.line = b""  # as sent: sent again on a new stream (the bridge drops repeats)
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.waiting_bytes = 0  # queued and not yet read
         self.overflow: dict[str, int] = {}  # what was dropped past the backlog, by kind
@@ -117,10 +177,30 @@ class Request:
 
 
 class Connection:
-    """A socket to one bridge: a reader thread and the requests waiting on it."""
+    """A stream to one bridge: a reader thread and the requests waiting on it.
 
-    def __init__(self, sock: Any, max_line: int, name: str, key: str) -> None:
+    framing: how the stream is cut into stdout lines (default: Docker's attach
+    stream). reattach: opens a new stream to the same bridge when this one is
+    lost, or returns None when the sandbox is gone for good; without it a lost
+    stream closes the connection (the Docker path).
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        max_line: int,
+        name: str,
+        key: str,
+        framing: Callable[[int], Framing] = _Demux,
+        reattach: Callable[[], Stream | None] | None = None,
+    ) -> None:
         self.sock = sock
+        self._framing = framing
+        self._reattach = reattach
+        self.reattached = 0  # streams opened again after one was lost
+        # Clear while a lost stream is being replaced: sends wait for the new one.
+        self._stream_ok = threading.Event()
+        self._stream_ok.set()
         self.key = key.encode()
         self.last_seq = 0
         self.name = name
@@ -147,18 +227,30 @@ class Connection:
     # --- receiving -------------------------------------------------------------
 
     def _read(self) -> None:
-        demux = _Demux(self.max_line)
+        try:
+            while True:
+                why = self._pump(self.sock)
+                if self.closed.is_set() or self._reattach is None:
+                    self._closing(why)
+                    break
+                if not self._replace_stream(why):
+                    break
+        finally:
+            self.close()
+
+    def _pump(self, sock: Any) -> str:
+        """Read one stream until it ends; returns what ended it."""
+        demux = self._framing(self.max_line)
         try:
             while True:
                 try:
-                    data = self.sock.recv(1 << 16)
+                    data = sock.recv(1 << 16)
                 except TimeoutError:
                     continue  # the timeout is for sends; a quiet bridge is fine
                 if not data:
-                    self._closing("the stream ended")
-                    break
+                    return "the stream ended"
                 if self.closed.is_set():
-                    break
+                    return "closed here"
                 lines, errors = demux.feed(data)
                 if errors:
                     self.stderr.append(errors.decode(errors="replace")[-2000:])
@@ -168,9 +260,47 @@ class Connection:
                     self._reject(f"{demux.too_long} line(s) over {self.max_line} bytes")
                     demux.too_long = 0
         except OSError as exc:
-            self._closing(f"reading failed: {exc.strerror or exc}")
-        finally:
-            self.close()
+            return f"reading failed: {exc.strerror or exc}"
+
+    def _replace_stream(self, why: str) -> bool:
+        """Open a new stream to the same bridge (within REATTACH_WINDOW); False: gone.
+
+        The bridge never noticed: its kernel, its queue and its sequence numbers go
+        on. What it wrote while no stream was open is lost; requests that were
+        waiting keep waiting, and are sent again (see _send_again).
+        """
+        assert self._reattach is not None
+        self._stream_ok.clear()
+        log.info("sandbox %s: %s; attaching again", self.name, why)
+        deadline = time.monotonic() + REATTACH_WINDOW
+        delay, last = 0.1, why
+        while not self.closed.is_set() and time.monotonic() < deadline:
+            try:
+                new = self._reattach()
+            except Exception as exc:  # the API server may still be coming back
+                last = f"{type(exc).__name__}: {exc}"
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 2.0)
+                continue
+            if new is None:
+                self._closing(f"{why}; the sandbox is gone")
+                return False
+            new.settimeout(SEND_TIMEOUT)
+            with self._send_lock:
+                old, self.sock = self.sock, new
+                self._send_again(new)
+            with contextlib.suppress(OSError):
+                old.close()
+            if self.closed.is_set():  # closed while attaching: close() saw the old one
+                with contextlib.suppress(OSError):
+                    new.close()
+                return False
+            self.reattached += 1
+            self._stream_ok.set()
+            log.info("sandbox %s: attached again", self.name)
+            return True
+        self._closing(f"{why}; attaching again failed: {last}")
+        return False
 
     def _closing(self, why: str) -> None:
         if not self.closed_why:
@@ -243,9 +373,10 @@ class Connection:
             else:
                 self._quiet.append(request.id)
         line = json.dumps({"id": request.id, "op": op, **fields}, separators=(",", ":")) + "\n"
+        if register and self._reattach is not None:
+            request.line = line.encode()
         try:
-            with self._send_lock:
-                self.sock.sendall(line.encode())
+            self._send(line.encode())
         except OSError as exc:
             self.forget(request)
             self._closing(f"sending failed: {exc.strerror or exc}")
@@ -259,11 +390,46 @@ class Connection:
         """Send a line that is not a request (the key, first of all)."""
         line = json.dumps(message, separators=(",", ":")) + "\n"
         try:
-            with self._send_lock:
-                self.sock.sendall(line.encode())
+            self._send(line.encode())
         except OSError as exc:
             self.close()
             raise ConnectionError(str(exc) or type(exc).__name__) from exc
+
+    def _send_again(self, stream: Any) -> None:
+        """Send the waiting requests again on a new stream, oldest first: one sent into
+        the lost stream may never have arrived. The bridge drops a request id it
+        has seen, and answers one it has finished with the same done again."""
+        with self._lock:
+            waiting = sorted(self._pending.values(), key=lambda r: r.id)
+        for request in waiting:
+            if request.line:
+                try:
+                    stream.sendall(request.line)
+                except OSError:
+                    return  # lost again: the reader notices and starts over
+
+    def _send(self, data: bytes) -> None:
+        """Write data; raises OSError. Without reattach: one try on the one stream.
+
+        With reattach (a websocket), a send that fails is tried once more on the
+        new stream: a websocket message is delivered whole or not at all, so the
+        bridge cannot receive it twice.
+        """
+        for attempt in (0, 1):
+            if self._reattach is not None:
+                self._stream_ok.wait(REATTACH_WINDOW + SEND_TIMEOUT)
+            with self._send_lock:
+                sock = self.sock
+                try:
+                    sock.sendall(data)
+                    return
+                except OSError:
+                    if self._reattach is None or attempt or self.closed.is_set():
+                        raise
+                    # The stream is lost: make sure the reader notices, then wait.
+                    self._stream_ok.clear()
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def forget(self, request: Request) -> None:
         with self._lock:
@@ -275,6 +441,7 @@ class Connection:
             return
         self._closing("closed here")
         self.closed.set()
+        self._stream_ok.set()
         self.ready.set()
         self.warm.set()
         # shutdown, not only close: docker-py's response object still holds the

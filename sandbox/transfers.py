@@ -91,6 +91,13 @@ class FileTransfers(abc.ABC):
 
         reply = self._control("get_file", path=path, max_bytes=limit, on_chunk=on_chunk)
         _raise_for(reply)
+        size = reply.get("size")
+        if type(size) is int and size != state["bytes"]:
+            # pieces were lost with a lost stream (a re-attached Kubernetes sandbox)
+            raise SandboxError(
+                f"The file arrived incomplete ({state['bytes']} of {size} bytes); try again.",
+                permanent=False,
+            )
         return state["bytes"]
 
     def delete_file(self, path: str) -> bool:

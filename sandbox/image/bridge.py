@@ -16,6 +16,13 @@ Replies:   {"id": N, "type": "output", "output": {nbformat output}}
            {"type": "ready"} once, when the kernel can take code, and
            {"type": "warm"} once the common libraries are imported.
 
+Limits a Kubernetes pod spec cannot express are the bridge's to apply, when
+the host asks with `--rlimits nofile=N,fsize=N,core=0,nproc=N` (set with
+setrlimit before anything else starts, for the bridge and every process after
+it) and `--inodes N` (a watchdog stops a cell once /tmp or /workspace holds
+more than N files: an emptyDir tmpfs has no inode cap). Docker sets ulimits,
+the pids cap and nr_inodes itself, so the Docker profile passes neither.
+
 The bridge is the container's PID 1 (no tini) and makes itself non-dumpable:
 its /proc entries (fd, mem, environ) then belong to root, so the kernel's
 code, which runs as the same uid, can neither read requests from the
@@ -27,6 +34,7 @@ still checked on the host, which treats what it receives as untrusted.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import ctypes
 import hmac
@@ -34,6 +42,7 @@ import itertools
 import json
 import os
 import queue
+import resource
 import signal
 import stat
 import subprocess
@@ -70,6 +79,69 @@ def preload_from(argv: list[str]) -> list[str]:
     return names
 
 
+RLIMITS = {
+    "nofile": resource.RLIMIT_NOFILE,
+    "fsize": resource.RLIMIT_FSIZE,
+    "core": resource.RLIMIT_CORE,
+    "nproc": resource.RLIMIT_NPROC,
+}
+INODE_MOUNTS = ("/tmp", WORKSPACE)
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1] if name in argv[:-1] else ""
+
+
+def apply_rlimits(spec: str) -> dict[str, int]:
+    """Set `name=value,...` (RLIMITS' names) as soft and hard limits; returns what was set.
+
+    A limit can only go down: a value above the current hard limit is taken as
+    that limit. A malformed item stops the bridge (the host asked for a cap it
+    would not get).
+    """
+    applied: dict[str, int] = {}
+    for item in filter(None, spec.split(",")):
+        name, _, raw = item.partition("=")
+        if name not in RLIMITS or not raw.isdigit():
+            raise SystemExit(f"bridge: bad --rlimits item {item!r}")
+        which = RLIMITS[name]
+        _, hard = resource.getrlimit(which)
+        value = int(raw) if hard == resource.RLIM_INFINITY else min(int(raw), hard)
+        resource.setrlimit(which, (value, value))
+        applied[name] = value
+    return applied
+
+
+def inodes_used(path: str) -> int | None:
+    """Files (inodes) in use on the file system at path; None when it does not say
+    (gVisor's tmpfs reports no inode counts)."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return max(0, info.f_files - info.f_ffree) if info.f_files else None
+
+
+def entries_over(path: str, cap: int) -> bool:
+    """Whether the tree at path holds more than cap entries: counted from directory
+    listings alone (no stat), stopping at cap + 1. Directories the code made
+    unreadable are not counted: under gVisor, where this is used, its memory
+    limit still bounds what files cost."""
+    count, stack = 0, [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if count > cap:
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return False
+
+
 CHUNK = 1 << 20
 MAX_LISTED = 2000
 MAX_LISTED_BYTES = 1 << 20  # of paths in one list_files reply
@@ -101,6 +173,30 @@ _devnull = os.open(os.devnull, os.O_WRONLY)
 os.dup2(_devnull, 1)
 
 
+# Request ids seen lately, with the done of those finished: a host whose stream was
+# lost (a Kubernetes API server restart) sends its waiting requests again on the new
+# one; a repeat is not run twice, and a finished one gets its done again.
+SEEN_IDS = 1024
+SEEN_DONE_BYTES = 64 << 10
+_seen: collections.OrderedDict[int, dict[str, Any] | None] = collections.OrderedDict()
+
+
+def first_time(req_id: Any) -> bool:
+    """False for a request id seen before (its done, if any, is sent again)."""
+    if type(req_id) is not int:
+        return True
+    with _out_lock:
+        if req_id not in _seen:
+            _seen[req_id] = None
+            while len(_seen) > SEEN_IDS:
+                _seen.popitem(last=False)
+            return True
+        done = _seen[req_id]
+    if done is not None:
+        send(done)
+    return False
+
+
 def send(message: dict[str, Any], limit: int = LINE_BYTES) -> bool:
     """Write one line; a line the host would refuse is not sent (returns False)."""
     line = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
@@ -111,6 +207,12 @@ def send(message: dict[str, Any], limit: int = LINE_BYTES) -> bool:
         mac = hmac.new(_KEY, body, "sha256").hexdigest()[:32].encode()
         _stdout.write(mac + b" " + body + b"\n")
         _stdout.flush()
+        req_id = message.get("id")
+        if message.get("type") == "done" and type(req_id) is int and req_id in _seen:
+            if len(line) > SEEN_DONE_BYTES:
+                lost = "the reply was lost with the connection; ask again"
+                message = {"id": req_id, "type": "done", "status": "error", "error": lost}
+            _seen[req_id] = message
     return True
 
 
@@ -302,6 +404,7 @@ class Cell:
         line = limits.get("line_bytes")
         self.line_bytes = line if isinstance(line, int) and line > 0 else LINE_BYTES
         self.execution_count: int | None = None
+        self.over_inodes = ""  # set by the inode watchdog when it stopped this cell
 
     def emit(self, output: dict[str, Any]) -> None:
         kept = self.caps.take(output)
@@ -329,6 +432,38 @@ class Bridge:
         self.jobs: queue.Queue[dict[str, Any]] = queue.Queue()
         self.files: queue.Queue[dict[str, Any]] = queue.Queue()
         self.restarting = threading.Event()
+        self.current: Cell | None = None  # the cell running now
+
+    def watch_inodes(self, cap: int, interval: float = 0.1) -> None:
+        """Stop a cell that leaves more than `cap` files on /tmp or /workspace.
+
+        Where the tmpfs itself caps inodes (Docker's nr_inodes) the cell gets
+        ENOSPC from the kernel; here it is interrupted a moment after crossing
+        the cap and ends with the same OSError. Its files stay (they are the
+        user's); the next cell may delete them. Where the file system reports no
+        inode counts the tree is counted instead, once a second.
+        """
+        counted_at = dict.fromkeys(INODE_MOUNTS, 0.0)
+        while True:
+            time.sleep(interval)
+            cell = self.current
+            if cell is None or cell.over_inodes:
+                continue
+            for mount in INODE_MOUNTS:
+                used = inodes_used(mount)
+                if used is None:
+                    if time.monotonic() - counted_at[mount] < 1.0:
+                        continue
+                    counted_at[mount] = time.monotonic()
+                    over = entries_over(mount, cap)
+                else:
+                    over = used > cap
+                if over:
+                    cell.over_inodes = (
+                        f"[Errno 28] No space left on device: more than {cap} files in {mount}"
+                    )
+                    self.kernel.interrupt()
+                    break
 
     # --- execution -------------------------------------------------------------
 
@@ -351,7 +486,15 @@ class Bridge:
         generation = kernel.generation
         kernel.interrupted = False
         started = time.monotonic()
-        status = self._run_cell(kernel, cell, str(request.get("code", "")), generation)
+        self.current = cell
+        try:
+            status = self._run_cell(kernel, cell, str(request.get("code", "")), generation)
+        finally:
+            self.current = None
+        if cell.over_inodes and status != "died":
+            status = "error"
+            cell.emit({"output_type": "error", "ename": "OSError", "evalue": cell.over_inodes,
+                       "traceback": [f"OSError: {cell.over_inodes}"]})  # fmt: skip
         if status != "died" and kernel.generation == generation:
             kill_strays(keep={kernel.pid or 0})
         # A dead kernel is restarted after the reply, not before: the host learns
@@ -558,6 +701,8 @@ class Bridge:
             except ValueError as exc:
                 send({"type": "protocol_error", "error": str(exc)})
                 continue
+            if not first_time(request.get("id")):
+                continue
             try:
                 self.handle(request)
             except Exception as exc:
@@ -654,8 +799,12 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # PID 1 has no default action
     hide_from_the_kernel()
+    apply_rlimits(option(sys.argv, "--rlimits"))
     read_key()
     sys.stderr = _CappedStderr(sys.stderr, STDERR_BYTES)
     bridge = Bridge(preload_from(sys.argv))
     threading.Thread(target=reap_orphans, args=(bridge.kernel,), daemon=True).start()
+    if option(sys.argv, "--inodes").isdigit():
+        cap = int(option(sys.argv, "--inodes"))
+        threading.Thread(target=bridge.watch_inodes, args=(cap,), daemon=True).start()
     bridge.serve()
