@@ -1,6 +1,10 @@
 """A second Docker engine on this machine, for the several-hosts tests: its own
-socket, data root, exec root, pid file and no bridge or iptables rules of its
-own (sandboxes have no network), started from the machine's dockerd binary.
+socket, data root, exec root, pid file and default bridge, and no iptables rules
+(sandboxes have no network), started from the machine's dockerd binary.
+
+Not `--bridge=none`: a dockerd started so deletes the interface named docker0 --
+the first engine's bridge. The second one gets a bridge of its own, made here on
+an address range nothing else here uses (100.64.213.0/24, shared address space).
 The sandbox image is copied into it over the API (save from the first engine,
 load into the second), as an operator would preload a new host."""
 
@@ -23,6 +27,8 @@ import docker
 class Engine:
     """A dockerd this test started; `stop()` ends it, as a host that goes away."""
 
+    BRIDGE = "codeact-br2"
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.socket = os.path.join(root, "docker.sock")
@@ -33,6 +39,13 @@ class Engine:
         config = os.path.join(self.root, "daemon.json")
         with open(config, "w") as out:
             json.dump({}, out)  # not the machine's /etc/docker/daemon.json
+        if subprocess.run(["ip", "link", "show", self.BRIDGE], capture_output=True).returncode:
+            for command in (
+                ["ip", "link", "add", self.BRIDGE, "type", "bridge"],
+                ["ip", "addr", "add", "100.64.213.1/24", "dev", self.BRIDGE],
+                ["ip", "link", "set", self.BRIDGE, "up"],
+            ):
+                subprocess.run(command, check=True, capture_output=True)
         log = open(os.path.join(self.root, "dockerd.log"), "ab")  # noqa: SIM115 (the process keeps it)
         self.process = subprocess.Popen(
             [
@@ -42,7 +55,7 @@ class Engine:
                 f"--data-root={os.path.join(self.root, 'data')}",
                 f"--exec-root={os.path.join(self.root, 'exec')}",
                 f"--pidfile={os.path.join(self.root, 'docker.pid')}",
-                "--bridge=none",
+                f"--bridge={self.BRIDGE}",
                 "--iptables=false",
                 "--ip6tables=false",
                 "--ip-masq=false",
@@ -104,4 +117,5 @@ def second_engine(image: str, source: Any) -> Iterator[Engine]:
                     container.remove(force=True)
         engine.stop()
         subprocess.run(["umount", "-R", os.path.join(root, "data")], capture_output=True)
+        subprocess.run(["ip", "link", "delete", Engine.BRIDGE], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
