@@ -6,10 +6,8 @@ interrupt → restart → remove escalation, Stop through `poll`, control reques
 files (the FileTransfers mixin). A backend supplies how a sandbox starts
 (`_start`), how a dead one is removed (`_kill`) and `close`.
 
-sandbox/kubernetes_backend.py uses it. DockerSandbox (sandbox/docker_backend.py)
-has the same code inline, from before there were two backends: the two must
-agree, and DockerSandbox can become a subclass with no change of behaviour.
-Nothing here imports Django.
+DockerSandbox (sandbox/docker_backend.py) and KubernetesSandbox
+(sandbox/kubernetes_backend.py) are its two kinds. Nothing here imports Django.
 """
 
 from __future__ import annotations

@@ -10,18 +10,17 @@ is the default runtime wherever the engine has it (sandbox/runtime.py).
 
 Everything the bridge says is untrusted: lines, replies and transfers are
 bounded in sandbox/connection.py, outputs are re-checked against the cell
-caps (sandbox/image/outputs.py), and time limits are enforced here.
+caps (sandbox/image/outputs.py), and time limits are enforced on the host
+(sandbox/bridged.py, shared with the Kubernetes backend).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,18 +29,13 @@ import requests
 
 from sandbox import profile
 from sandbox.api import (
-    ExecutionResult,
     Limits,
-    OnOutput,
-    Poll,
     SandboxError,
-    Status,
 )
 from sandbox.backend import Placed
-from sandbox.connection import Connection, Message, Request, wait_until
-from sandbox.image.outputs import CellCaps
+from sandbox.bridged import BridgedSandbox
+from sandbox.connection import Connection
 from sandbox.runtime import choose_runtime
-from sandbox.transfers import MAX_COUNT, FileTransfers
 
 log = logging.getLogger(__name__)
 # What a call to the engine can raise: its API errors, and the HTTP client's own
@@ -56,8 +50,6 @@ LABEL = "codeact.managed"
 # The bridge signs its lines with a key the host sends first; a process that
 # attaches later reads it from this label (the sandbox cannot see its labels).
 KEY_LABEL = "codeact.bridge-key"
-CONTROL_TIMEOUT = 30.0
-POLL_INTERVAL = 0.05  # how often a running cell calls its `poll` (Stop within 0.5 s)
 
 
 def managed_containers(client: docker.DockerClient, **labels: str) -> list[Any]:
@@ -143,8 +135,9 @@ class DockerBackend:
             return False
 
 
-class DockerSandbox(FileTransfers):
-    """A running sandbox container and its bridge connection (files: FileTransfers)."""
+class DockerSandbox(BridgedSandbox):
+    """A running sandbox container and its bridge connection (cells, control
+    requests and files: BridgedSandbox)."""
 
     def __init__(
         self,
@@ -262,12 +255,6 @@ class DockerSandbox(FileTransfers):
         labels = self.client.api.inspect_container(self.id)["Config"].get("Labels") or {}
         return str(labels.get(KEY_LABEL, ""))
 
-    @property
-    def warm(self) -> threading.Event:
-        """Set once numpy, pandas and matplotlib are imported (or the sandbox is gone)."""
-        assert self._conn is not None
-        return self._conn.warm
-
     def _connect(self, container_id: str) -> None:
         """Attach to a running sandbox (one made warm by another process)."""
         self.id = container_id
@@ -283,15 +270,6 @@ class DockerSandbox(FileTransfers):
             self.detach()
             raise SandboxError(f"Sandbox {container_id[:12]} does not answer.", permanent=False)
 
-    def detach(self) -> None:
-        """Let go of the container without stopping it (another process may attach)."""
-        if self._conn is not None:
-            self._conn.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._conn is not None and not self._conn.closed.is_set()
-
     def close(self) -> None:
         """Remove the container."""
         self.detach()
@@ -306,143 +284,6 @@ class DockerSandbox(FileTransfers):
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
             except ENGINE_ERRORS:
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
-
-    # --- requests -------------------------------------------------------------
-
-    def _open(self, op: str, register: bool = True, **fields: Any) -> Request:
-        if self._conn is None or not self.alive:
-            raise SandboxError("The sandbox has stopped.", permanent=False)
-        try:
-            return self._conn.open(op, register, **fields)
-        except ConnectionError as exc:
-            raise SandboxError(f"The sandbox is not reachable: {exc}", permanent=False) from exc
-
-    def _control(
-        self,
-        op: str,
-        timeout: float = CONTROL_TIMEOUT,
-        on_chunk: Callable[[Any], None] | None = None,
-        **fields: Any,
-    ) -> Message:
-        """Send a request and wait for its done; chunks go to on_chunk as they come."""
-        request = self._open(op, **fields)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                message = wait_until(request, deadline, time.monotonic)
-                if message is None:
-                    raise SandboxError(
-                        f"The sandbox did not answer '{op}' in time.", permanent=False
-                    )
-                kind = message.get("type")
-                if kind == "eof":
-                    raise SandboxError("The sandbox stopped.", permanent=False)
-                if kind == "chunk" and on_chunk is not None:
-                    on_chunk(message.get("data"))
-                    deadline = time.monotonic() + timeout  # a transfer that moves is alive
-                elif kind == "done":
-                    return message
-        finally:
-            assert self._conn is not None
-            self._conn.forget(request)
-
-    # --- the Sandbox interface ------------------------------------------------
-
-    def execute(
-        self,
-        code: str,
-        on_output: OnOutput | None = None,
-        timeout: float | None = None,
-        poll: Poll | None = None,
-    ) -> ExecutionResult:
-        """Run code in the kernel; see sandbox.api.Sandbox.execute."""
-        limit = self.limits.cell_timeout if timeout is None else timeout
-        started = time.monotonic()
-        self._interrupt_at = None
-        request = self._open("execute", code=code, limits=self.limits.cell_limits())
-        caps = CellCaps.from_limits(self.limits.cell_limits())
-        outputs: list[dict[str, Any]] = []
-
-        def take(output: Any) -> None:
-            kept = caps.take(output)
-            if kept is not None:
-                outputs.append(kept)
-                if on_output is not None:
-                    on_output(kept)
-
-        try:
-            status, done = self._wait_cell(request, take, started + limit, poll)
-        finally:
-            if self._conn is not None:
-                self._conn.forget(request)
-        dropped = {k: v + request.overflow.get(k, 0) for k, v in caps.dropped.items()}
-        return ExecutionResult(
-            status=status,
-            execution_count=_int_or_none(done.get("execution_count")),
-            duration=time.monotonic() - started,
-            outputs=outputs,
-            dropped_stream_bytes=dropped["stream_bytes"] + _count(done.get("dropped_stream_bytes")),
-            dropped_displays=dropped["displays"] + _count(done.get("dropped_displays")),
-            dropped_images=dropped["images"] + _count(done.get("dropped_images")),
-            dropped_display_bytes=dropped["display_bytes"]
-            + _count(done.get("dropped_display_bytes")),
-            kernel_restarted=bool(done.get("restarted")) or status in ("died",),
-            detail=str(done.get("error", ""))[:500],
-        )
-
-    def _wait_cell(
-        self, request: Request, take: Any, deadline: float, poll: Poll | None
-    ) -> tuple[Status, Message]:
-        """Wait for the cell's done; past its limit (or on Stop) escalate, every step bounded.
-
-        Interrupt; after the grace, restart the kernel; after another grace
-        without an answer the bridge is taken for dead: the container is
-        removed and the cell ends `died`. Every wait blocks on the reply queue
-        until the next thing to do, so nothing spins.
-        """
-        grace = self.limits.interrupt_grace
-        timed_out = stopped = restarted = False
-        restart_at = kill_at = math.inf
-        next_poll = time.monotonic() + POLL_INTERVAL if poll is not None else math.inf
-        while True:
-            now = time.monotonic()
-            running = not (timed_out or stopped)
-            if running and now >= deadline:
-                timed_out = True
-                self.interrupt()
-            elif running and now >= next_poll and poll is not None:
-                next_poll = now + POLL_INTERVAL
-                if poll():
-                    stopped = True
-                    self.interrupt()
-            if not restarted and self._interrupt_at is not None:
-                restart_at = self._interrupt_at + grace
-            if now >= restart_at:
-                restarted, restart_at, kill_at = True, math.inf, now + grace
-                self._request_restart()
-            if now >= kill_at:
-                self._kill(f"no answer {2 * grace:.1f}s after an interrupt and a restart")
-                return "died", {"error": "The sandbox stopped answering and was removed."}
-            running = not (timed_out or stopped)
-            wake = min(deadline if running else math.inf, next_poll, restart_at, kill_at)
-            message = wait_until(request, max(wake, now + 0.001), time.monotonic)
-            if message is None:
-                continue
-            kind = message.get("type")
-            if kind == "output":
-                take(message.get("output"))
-            elif kind == "done":
-                if restarted:
-                    message["restarted"] = True
-                return _status(str(message.get("status")), timed_out, stopped), message
-            elif kind == "eof":
-                return "died", {"error": "The sandbox stopped; its kernel state is lost."}
-
-    def _request_restart(self) -> None:
-        """The kernel ignored the interrupt: have the bridge kill it and start a fresh one."""
-        log.info("sandbox %s: kernel did not yield to the interrupt; restarting", self.id[:12])
-        with contextlib.suppress(SandboxError):  # the connection is gone: the cell sees eof
-            self._open("restart", register=False)
 
     def _kill(self, why: str) -> None:
         """The bridge does not answer: this sandbox is dead now, its container removed
@@ -473,27 +314,6 @@ class DockerSandbox(FileTransfers):
             time.sleep(2**attempt)
         log.warning("could not remove sandbox %s: %s", container_id[:12], last)
 
-    def interrupt(self) -> None:
-        """Interrupt the running cell; it is killed after the grace period."""
-        if self._interrupt_at is None:
-            self._interrupt_at = time.monotonic()
-        with contextlib.suppress(SandboxError):
-            self._open("interrupt", register=False)
-
-    def restart(self) -> None:
-        """A fresh kernel, in a fresh container if the old one is gone."""
-        if not self.alive:
-            self.close()
-            self._start()
-            return
-        self._control("restart", timeout=self.limits.start_timeout)
-
-    def ping(self) -> bool:
-        try:
-            return bool(self._control("ping", timeout=5).get("kernel_alive"))
-        except SandboxError:
-            return False
-
     def memory_bytes(self) -> int | None:
         """Current memory use of the container, from its cgroup."""
         try:
@@ -504,25 +324,3 @@ class DockerSandbox(FileTransfers):
         value = usage.get("usage")
         cache = usage.get("stats", {}).get("cache", usage.get("stats", {}).get("inactive_file", 0))
         return int(value) - int(cache or 0) if isinstance(value, int) else None
-
-
-def _status(raw: str, timed_out: bool, stopped: bool = False) -> Status:
-    if timed_out:
-        return "timeout"
-    if stopped and raw != "died":
-        return "interrupted"
-    if raw == "ok":
-        return "ok"
-    if raw == "interrupted":
-        return "interrupted"
-    if raw == "died":
-        return "died"
-    return "error"
-
-
-def _count(value: Any) -> int:
-    return value if type(value) is int and 0 <= value <= MAX_COUNT else 0
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) else None
