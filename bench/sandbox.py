@@ -11,6 +11,13 @@ start), a trivial cell, the first stdout chunk, a plot cell, and idle memory
 from the cgroup. The targets are checked for the runtime that CODEACT_SANDBOX_RUNTIME
 chooses.
 
+Kubernetes rows, marked "emulated": the same cold start, warm claim (through
+the pool, with CODEACT_SANDBOX_BACKEND=kubernetes) and trivial cell against the
+emulated API server of tests/support/kube_api.py, whose pods are containers on
+the same engine: they measure what the backend adds (pod create, watch, the
+attach websocket) over the Docker rows beside them, not a real cluster's
+scheduling and kubelet.
+
 Web access (when Squid is installed): the cold start of a sandbox on an egress
 network (web sandboxes never come from the warm pool), and a small GET from the
 sandbox through the egress proxy against the same GET made directly on the test
@@ -146,6 +153,7 @@ def main() -> None:
     client.api.remove_container(echo_id, force=True)
     for runtime in runtimes:
         measure_runtime(client, image, limits, runtime, rows, memory)
+    measure_kubernetes(client, image, limits, chosen, rows)
     if shutil.which("squid"):
         measure_web(client, image, limits, runtimes, rows)
     else:
@@ -254,6 +262,65 @@ def measure_runtime(
         memory[name] = idle_memory(new, replace(limits, preload=preload))
 
 
+K8S = "kubernetes, emulated API server"
+
+
+def measure_kubernetes(
+    client: Any, image: str, limits: Any, runtime: str, rows: dict[str, list[float]]
+) -> None:
+    """The Kubernetes backend's rows, against the emulated API server (pods are
+    containers of the same engine, under the runtime the Docker rows' targets use)."""
+    import tempfile
+
+    from sandbox.kubernetes_backend import KubernetesBackend, load_api_client
+    from tests.support.kube_api import EmulatedKubeAPI
+
+    runtimes = {"gvisor": "runsc"} if runtime == "runsc" else {}
+    server = EmulatedKubeAPI(client, runtimes=runtimes).start()
+    namespace = "codeact-bench"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            config = str(server.write_kubeconfig(Path(folder) / "config", namespace))
+            runtime_class = "gvisor" if runtimes else ""
+            backend = KubernetesBackend(load_api_client(config), namespace, runtime_class)
+            tag = f"[{K8S}, {runtime}]"
+
+            def cold() -> float:
+                started = time.perf_counter()
+                box = backend.start(image, limits, {"codeact.bench": "1"})
+                box.warm.wait(limits.start_timeout)
+                elapsed = time.perf_counter() - started
+                box.close()
+                return elapsed
+
+            rows[f"cold start to kernel ready {tag}"] = measure(cold, min(N, 10))
+            saved = (
+                settings.CODEACT_SANDBOX_BACKEND,
+                settings.CODEACT_KUBECONFIG,
+                settings.CODEACT_K8S_NAMESPACE,
+                settings.CODEACT_K8S_RUNTIME_CLASS,
+            )
+            settings.CODEACT_SANDBOX_BACKEND = "kubernetes"
+            settings.CODEACT_KUBECONFIG = config
+            settings.CODEACT_K8S_NAMESPACE = namespace
+            settings.CODEACT_K8S_RUNTIME_CLASS = runtime_class
+            try:
+                rows[f"warm claim {tag}"] = measure_claims(client)
+            finally:
+                (
+                    settings.CODEACT_SANDBOX_BACKEND,
+                    settings.CODEACT_KUBECONFIG,
+                    settings.CODEACT_K8S_NAMESPACE,
+                    settings.CODEACT_K8S_RUNTIME_CLASS,
+                ) = saved
+            box = backend.start(image, limits, {"codeact.bench": "1"})
+            box.warm.wait(limits.start_timeout)
+            rows[f"trivial cell (1+1) {tag}"] = measure(lambda: timed(lambda: box.execute("1+1")))
+            box.close()
+    finally:
+        server.stop()
+
+
 def first_chunk(box: DockerSandbox) -> float:
     seen = threading.Event()
     arrived: list[float] = []
@@ -309,12 +376,12 @@ def report(
     rows: dict[str, list[float]], memory: dict[str, list[float]], default: str, chosen: str
 ) -> None:
     ms = {name: (p(s, 0.5) * 1000, p(s, 0.95) * 1000, len(s)) for name, s in rows.items()}
-    print(f"{'row':<62} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
+    print(f"{'row':<72} {'p50 ms':>9} {'p95 ms':>9} {'n':>4}")
     for name, (p50, p95, n) in ms.items():
-        print(f"{name:<62} {p50:>9.1f} {p95:>9.1f} {n:>4}")
+        print(f"{name:<72} {p50:>9.1f} {p95:>9.1f} {n:>4}")
     for preload, values in memory.items():
         name = f"idle sandbox MiB, preloading {preload}"
-        print(f"{name:<62} {statistics.median(values):>9.1f}")
+        print(f"{name:<72} {statistics.median(values):>9.1f}")
 
     tag = f" [{chosen}]"
     cold = ms["cold start to kernel ready" + tag][0]
@@ -330,11 +397,17 @@ def report(
         ("trivial cell <= 0.2x docker exec", cell <= 0.2 * exec_, f"{cell / exec_:.3f}x"),
         (f"idle sandbox <= 80 MiB ({default})", mem <= 80, f"{mem:.0f} MiB"),
     ]
-    print(f"\n{'target, under ' + chosen:<62} {'measured':>12}  result")
+    print(f"\n{'target, under ' + chosen:<72} {'measured':>12}  result")
     for name, ok, value in checks:
-        print(f"{name:<62} {value:>12}  {'met' if ok else 'MISSED'}")
+        print(f"{name:<72} {value:>12}  {'met' if ok else 'MISSED'}")
     run_ms = ms["baseline: docker run --rm python -c pass"][0]
     print(f"\ncold start / docker run baseline: {cold / run_ms:.2f}x")
+    k8s = f" [{K8S}, {chosen}]"
+    for row, docker_p50 in (("cold start to kernel ready", cold), ("warm claim", claim),
+                            ("trivial cell (1+1)", cell)):  # fmt: skip
+        if row + k8s in ms:
+            ratio = ms[row + k8s][0] / docker_p50
+            print(f"{row}, Kubernetes (emulated) / Docker [{chosen}]: {ratio:.2f}x")
     direct = ms.get("baseline: GET 200 B, directly on the test network")
     if direct:
         for name, (p50, _p95, _n) in ms.items():

@@ -489,3 +489,63 @@ def test_given_secrets_are_only_in_the_secret_object() -> None:
     env = env_of(docs, f"{PREFIX}-worker")
     assert env["DATABASE_PASSWORD_FILE"]["value"] == "/etc/codeact/secrets/database-password"
     assert env["CODEACT_MODEL_API_KEY_FILE"]["value"] == "/etc/codeact/secrets/model-api-key"
+
+
+# -- the sandbox Pod the worker creates (sandbox/kubernetes_backend.py) ----------------
+
+
+def _quantity(value: str) -> float:
+    units = {"m": 1e-3, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+@pytest.mark.parametrize("variant", ["default", "production"])
+def test_the_sandbox_pod_the_worker_creates_is_valid_restricted_and_within_the_limit_range(
+    variant: str,
+) -> None:
+    """The worker builds sandbox Pods itself (no template renders them): built with
+    the chart's settings for the worker, one must validate against the schemas,
+    meet Pod Security `restricted`, and fit the sandbox namespace's LimitRange."""
+    from sandbox.api import Limits
+    from sandbox.kubernetes_backend import pod_manifest
+
+    docs = render(*VARIANTS[variant])
+    env = {name: var.get("value", "") for name, var in env_of(docs, f"{PREFIX}-worker").items()}
+    limits = Limits(
+        memory_bytes=int(env["CODEACT_SANDBOX_MEMORY_MB"]) << 20,
+        cpus=float(env["CODEACT_SANDBOX_CPUS"]),
+    )
+    pod = pod_manifest(
+        "codeact-sandbox-0123",
+        env["CODEACT_SANDBOX_IMAGE"],
+        limits,
+        {"codeact.deployment": "codeact"},
+        "k" * 64,
+        runtime_class=env["CODEACT_K8S_RUNTIME_CLASS"],
+    )
+    pod.setdefault("metadata", {})["namespace"] = env["CODEACT_K8S_NAMESPACE"]
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    assert spec.get("hostNetwork", False) is False and spec.get("hostPID", False) is False
+    for container in spec["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert not context["capabilities"].get("add")
+        assert context.get("privileged", False) is False
+        for volume in spec.get("volumes", []):
+            assert set(volume) - {"name"} <= {"emptyDir"}, volume  # no hostPath, no secrets
+    assert env["CODEACT_K8S_NAMESPACE"] == SANDBOXES
+
+    limit_range = of_kind(docs, "LimitRange")[0]["spec"]["limits"][0]
+    for container in spec["containers"]:
+        for resource, most in limit_range["max"].items():
+            asked = container["resources"]["limits"][resource]
+            assert _quantity(str(asked)) <= _quantity(str(most)), (resource, asked, most)
