@@ -27,6 +27,7 @@ tests/support/egress.py; it adds and removes firewall rules for its own bridge.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import statistics
@@ -275,6 +276,7 @@ def measure_kubernetes(
     from sandbox.kubernetes_backend import KubernetesBackend, load_api_client
     from tests.support.kube_api import EmulatedKubeAPI
 
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per request
     runtimes = {"gvisor": "runsc"} if runtime == "runsc" else {}
     server = EmulatedKubeAPI(client, runtimes=runtimes).start()
     namespace = "codeact-bench"
