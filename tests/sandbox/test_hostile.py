@@ -14,7 +14,7 @@ import time
 import pytest
 
 from sandbox.api import SandboxError
-from tests.sandbox.conftest import assert_unharmed, make_sandbox, recover, text_of
+from tests.sandbox.conftest import assert_unharmed, docker_only, make_sandbox, recover, text_of
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def run(box, code, **kwargs):
     return box.execute(textwrap.dedent(code), **kwargs)
 
 
-def test_fork_bomb(client, neighbour, sandbox):
+def test_fork_bomb(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -41,10 +41,10 @@ def test_fork_bomb(client, neighbour, sandbox):
         sandbox.execute("import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))")
     )
     assert int(processes) < 10, "the bomb's processes must not outlive the cell"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_shell_fork_bomb(client, neighbour, sandbox):
+def test_shell_fork_bomb(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -58,10 +58,10 @@ def test_shell_fork_bomb(client, neighbour, sandbox):
     recover(sandbox)
     count = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
     assert int(text_of(sandbox.execute(count))) < 10
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_thread_bomb(client, neighbour, sandbox):
+def test_thread_bomb(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -76,10 +76,10 @@ def test_thread_bomb(client, neighbour, sandbox):
     if result.status == "error":
         assert result.outputs[-1]["ename"] == "RuntimeError"
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_memory_bomb(client, neighbour, sandbox):
+def test_memory_bomb(backend, neighbour, sandbox):
     sandbox.execute("before = 1")
     result = run(
         sandbox,
@@ -93,11 +93,11 @@ def test_memory_bomb(client, neighbour, sandbox):
     if result.status == "died":
         assert result.state_lost
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 @pytest.mark.parametrize("directory", ["/tmp", "/workspace"])
-def test_filling_a_tmpfs(client, neighbour, sandbox, directory):
+def test_filling_a_tmpfs(backend, neighbour, sandbox, directory):
     result = run(
         sandbox,
         f"""
@@ -111,10 +111,12 @@ def test_filling_a_tmpfs(client, neighbour, sandbox, directory):
     assert "No space left" in result.outputs[-1]["evalue"]
     sandbox.execute(f"import os\nos.remove('{directory}/filler')")
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_a_million_small_files(client, neighbour, sandbox, runtime):
+def test_a_million_small_files(backend, neighbour, sandbox, runtime):
+    # Docker caps the tmpfs's inodes (nr_inodes); on Kubernetes the bridge's watchdog
+    # (--inodes) stops the cell with the same OSError a moment after the cap.
     result = run(
         sandbox,
         """
@@ -135,27 +137,27 @@ def test_a_million_small_files(client, neighbour, sandbox, runtime):
     listed = sandbox.list_files()
     assert 0 < len(listed) <= 2000, "listing is capped"
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_infinite_printing(client, neighbour, sandbox):
+def test_infinite_printing(backend, neighbour, sandbox):
     result = run(sandbox, "while True:\n    print('x' * 200)")
     assert result.status == "timeout"
     stored = sum(len(o["text"]) for o in result.outputs if o["output_type"] == "stream")
     assert stored <= 1 << 20
     assert result.dropped_stream_bytes > 0
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_one_100_mb_line(client, neighbour, runtime):
+def test_one_100_mb_line(backend, neighbour, runtime):
     # The line and its copies (kernel, message, bridge) need the production
     # memory limit rather than the suite's smaller one.
     from dataclasses import replace
 
     from tests.sandbox.conftest import TEST_LIMITS
 
-    sandbox = make_sandbox(client, runtime, replace(TEST_LIMITS, memory_bytes=1024 << 20))
+    sandbox = make_sandbox(backend, replace(TEST_LIMITS, memory_bytes=1024 << 20))
     try:
         result = run(sandbox, "print('y' * 100_000_000)", timeout=60)
     finally:
@@ -164,10 +166,10 @@ def test_one_100_mb_line(client, neighbour, runtime):
     stored = sum(len(o["text"]) for o in result.outputs if o["output_type"] == "stream")
     assert 0 < stored <= 1 << 20
     assert result.dropped_stream_bytes >= 100_000_000 - (1 << 20)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_ten_thousand_display_calls(client, neighbour, sandbox):
+def test_ten_thousand_display_calls(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -185,10 +187,10 @@ def test_ten_thousand_display_calls(client, neighbour, sandbox):
     if result.status == "ok":
         assert result.dropped_displays == 10_000 - 50
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_a_20000_by_20000_image(client, neighbour, sandbox):
+def test_a_20000_by_20000_image(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -205,16 +207,16 @@ def test_a_20000_by_20000_image(client, neighbour, sandbox):
     if result.status == "ok":
         assert result.dropped_images >= 1
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_a_busy_loop_past_the_time_limit(client, neighbour, sandbox):
+def test_a_busy_loop_past_the_time_limit(backend, neighbour, sandbox):
     sandbox.execute("state = 42")
     result = run(sandbox, "while True:\n    pass")
     assert result.status == "timeout"
     assert 4 <= result.duration < 4 + 2 + 3
     assert text_of(sandbox.execute("print(state)")) == "42\n"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 @pytest.mark.parametrize(
@@ -225,15 +227,15 @@ def test_a_busy_loop_past_the_time_limit(client, neighbour, sandbox):
     ],
     ids=["ignores-sigint", "c-level-sleep"],
 )
-def test_code_that_resists_the_interrupt(client, neighbour, sandbox, code):
+def test_code_that_resists_the_interrupt(backend, neighbour, sandbox, code):
     result = sandbox.execute(code)
     assert result.status == "timeout"
     assert result.duration < 4 + 2 + 10
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_a_daemon_does_not_leak_output_into_the_next_cell(client, neighbour, sandbox):
+def test_a_daemon_does_not_leak_output_into_the_next_cell(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -255,19 +257,21 @@ def test_a_daemon_does_not_leak_output_into_the_next_cell(client, neighbour, san
     assert result.status == "ok"
     following = sandbox.execute("import time\ntime.sleep(1)\nprint('second cell')")
     assert text_of(following) == "second cell\n"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_the_network_is_unreachable(client, neighbour, sandbox):
+def test_the_network_is_unreachable(backend, neighbour, sandbox):
     # First prove there is no interface but loopback: then no packet can leave,
     # whatever the connection attempts below do.
     interfaces = text_of(sandbox.execute("import os\nprint(sorted(os.listdir('/sys/class/net')))"))
-    assert interfaces.strip() == "['lo']"
+    if backend.docker is not None:
+        assert interfaces.strip() == "['lo']"
+    # else: a real cluster's pod always has an interface; its NetworkPolicy is the wall
     result = sandbox.execute(network_probe(), timeout=30)
     outcome = json.loads(text_of(result))
     assert "connected" not in outcome.values(), outcome
     assert outcome["dns"] != "resolved"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 NETWORK_TARGETS = {
@@ -306,9 +310,9 @@ def network_probe(extra: dict[str, tuple[str, int]] | None = None) -> str:
     )
 
 
-def test_no_secret_reaches_the_sandbox(client, neighbour, sandbox, monkeypatch):
+def test_no_secret_reaches_the_sandbox(backend, neighbour, sandbox, monkeypatch):
     monkeypatch.setenv("CODEACT_MODEL_API_KEY", "sk-host-secret-do-not-leak")
-    box = make_sandbox(client, "runc" if sandbox.runtime is None else sandbox.runtime)
+    box = make_sandbox(backend)
     try:
         result = run(
             box,
@@ -331,10 +335,10 @@ def test_no_secret_reaches_the_sandbox(client, neighbour, sandbox, monkeypatch):
         assert secret not in text
     assert text.strip().endswith("False False False")
     assert os.environ["CODEACT_MODEL_API_KEY"] == "sk-host-secret-do-not-leak"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_privilege_escalation_fails(client, neighbour, sandbox):
+def test_privilege_escalation_fails(backend, neighbour, sandbox, runtime):
     result = run(
         sandbox,
         """
@@ -358,16 +362,16 @@ def test_privilege_escalation_fails(client, neighbour, sandbox):
     )
     lines = dict(line.split(" ", 1) for line in text_of(result).splitlines())
     assert lines["sudo"] in {"missing", "1"}
-    if sandbox.runtime is None:
+    if runtime == "runc":
         # Under gVisor a user namespace lives in its own kernel: no host privilege.
         assert lines["unshare"] != "0"
     assert lines["mount"] != "0"
     assert lines["setuid"] == "refused"
     assert lines["uid"] == "1000 1000"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_the_root_filesystem_is_read_only(client, neighbour, sandbox):
+def test_the_root_filesystem_is_read_only(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -382,10 +386,10 @@ def test_the_root_filesystem_is_read_only(client, neighbour, sandbox):
         """,
     )
     assert "WRITTEN" not in text_of(result)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_link_and_fifo_tricks_against_get_file(client, neighbour, sandbox):
+def test_link_and_fifo_tricks_against_get_file(backend, neighbour, sandbox):
     run(
         sandbox,
         """
@@ -406,10 +410,10 @@ def test_link_and_fifo_tricks_against_get_file(client, neighbour, sandbox):
     with pytest.raises(SandboxError):
         sandbox.put_file("etc-link/evil", b"x")
     assert {f.path for f in sandbox.list_files()} == set()  # hardlinked real.txt is not offered
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_kill_everything_then_the_kernel_comes_back(client, neighbour, sandbox):
+def test_kill_everything_then_the_kernel_comes_back(backend, neighbour, sandbox):
     result = sandbox.execute("import os\nos.kill(-1, 9)")
     # The bridge is PID 1, which kill(-1) spares, as it spares the caller: with
     # nothing else to kill the call fails (ProcessLookupError), or the kernel dies
@@ -419,10 +423,10 @@ def test_kill_everything_then_the_kernel_comes_back(client, neighbour, sandbox):
         assert result.state_lost
     sandbox.restart()
     assert text_of(sandbox.execute("print(6 * 7)", timeout=30)) == "42\n"
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_one_sandbox_cannot_see_another(client, neighbour, sandbox):
+def test_one_sandbox_cannot_see_another(backend, neighbour, sandbox):
     run(
         neighbour,
         "open('/workspace/neighbour-secret.txt', 'w').write('s3cret')",
@@ -446,7 +450,7 @@ def test_one_sandbox_cannot_see_another(client, neighbour, sandbox):
     assert int(text.split()[0]) < 10
     assert [f.path for f in sandbox.list_files()] == []
     run(neighbour, "import os\nos.remove('/workspace/neighbour-secret.txt')")
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 # --- issue 14: output caps, a bridge that stops answering, logs, forged lines ---------
@@ -465,7 +469,7 @@ def rich_bytes(result):
     return total
 
 
-def test_display_data_of_every_kind_is_capped(client, neighbour, sandbox):
+def test_display_data_of_every_kind_is_capped(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -487,10 +491,10 @@ def test_display_data_of_every_kind_is_capped(client, neighbour, sandbox):
     assert result.dropped_display_bytes >= 50 * 9_000_000 - limits.display_bytes
     assert any("bytes of this output were dropped" in str(o.get("data")) for o in result.outputs)
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_an_enormous_error_is_capped(client, neighbour, sandbox):
+def test_an_enormous_error_is_capped(backend, neighbour, sandbox):
     result = run(
         sandbox,
         """
@@ -508,10 +512,10 @@ def test_an_enormous_error_is_capped(client, neighbour, sandbox):
     assert rich_bytes(result) <= sandbox.limits.display_item_bytes + 200
     assert result.dropped_display_bytes >= 19_000_000
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def test_a_cell_that_stops_its_bridge(client, neighbour, sandbox, runtime):
+def test_a_cell_that_stops_its_bridge(backend, neighbour, sandbox, runtime):
     """Under runc the bridge is PID 1 of its namespace and ignores the SIGSTOP; under
     gVisor it stops, and the host removes the sandbox once the grace periods pass."""
     limit, grace = 3.0, sandbox.limits.interrupt_grace
@@ -519,15 +523,19 @@ def test_a_cell_that_stops_its_bridge(client, neighbour, sandbox, runtime):
     started = time.monotonic()
     result = sandbox.execute(code, timeout=limit)
     assert time.monotonic() - started < limit + 2 * grace + 5
-    assert result.status in ({"timeout"} if runtime == "runc" else {"died"})
+    expected = {"runc": {"timeout"}, "runsc": {"died"}}.get(runtime, {"timeout", "died"})
+    assert result.status in expected
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 @pytest.mark.parametrize("how", ["time-limit", "stop"])
-def test_a_frozen_bridge_is_removed_and_the_cell_died(client, neighbour, sandbox, how):
+def test_a_frozen_bridge_is_removed_and_the_cell_died(backend, neighbour, sandbox, how):
     limit, grace = 3.0, sandbox.limits.interrupt_grace
-    threading.Timer(0.5, lambda: client.api.pause(sandbox.id)).start()
+    container = backend.container_id(sandbox)
+    if not container:
+        pytest.skip("needs the sandbox's container on the local engine, to pause it")
+    threading.Timer(0.5, lambda: backend.docker.api.pause(container)).start()
     started = time.monotonic()
     if how == "stop":
         result = sandbox.execute(
@@ -540,22 +548,14 @@ def test_a_frozen_bridge_is_removed_and_the_cell_died(client, neighbour, sandbox
     assert time.monotonic() - started < limit + 2 * grace + 5
     assert result.status == "died" and result.state_lost
     assert not sandbox.alive
-    assert gone(client, sandbox.id, within=60)
+    assert backend.gone(sandbox.id, within=60)
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
-def gone(client, container_id, within):
-    """Whether the container is removed within that many seconds (removal is in the background)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not client.containers.list(all=True, filters={"id": container_id}):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def test_the_daemon_keeps_no_log_of_a_sandbox(client, neighbour, sandbox):
+@docker_only
+def test_the_daemon_keeps_no_log_of_a_sandbox(backend, neighbour, sandbox):
+    client = backend.docker
     config = client.api.inspect_container(sandbox.id)
     assert config["HostConfig"]["LogConfig"]["Type"] == "none"
     result = run(
@@ -577,7 +577,7 @@ def test_the_daemon_keeps_no_log_of_a_sandbox(client, neighbour, sandbox):
     assert not log_path or not os.path.exists(log_path) or os.path.getsize(log_path) < 1 << 20
     assert sum(len(line) for line in sandbox._conn.stderr) <= 50 * 2000
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)
 
 
 FORGER = """
@@ -612,7 +612,7 @@ print(found.get('opened', 'nothing opened'))
 """
 
 
-def test_forged_protocol_lines_are_not_taken(client, neighbour, sandbox, runtime):
+def test_forged_protocol_lines_are_not_taken(backend, neighbour, sandbox, runtime):
     sandbox.put_file("real.txt", b"real content")
     first = sandbox.execute(FORGER, timeout=10)
     seen = [first]
@@ -634,4 +634,4 @@ def test_forged_protocol_lines_are_not_taken(client, neighbour, sandbox, runtime
     for result in seen:
         assert "FORGED" not in json.dumps(result.outputs)
     recover(sandbox)
-    assert_unharmed(client, neighbour)
+    assert_unharmed(backend, neighbour)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import queue
 import socket
 import struct
 import threading
@@ -22,7 +23,7 @@ import pytest
 import requests
 
 from sandbox.api import Limits, SandboxError
-from sandbox.connection import Connection
+from sandbox.connection import ChannelFraming, Connection
 from sandbox.docker_backend import DockerSandbox
 
 Reply = Callable[[dict[str, Any]], list[Any]]
@@ -311,3 +312,60 @@ def test_a_request_on_a_stream_that_ended_says_so():
     assert conn.closed.wait(5)
     with pytest.raises(ConnectionError, match=r"the connection is closed \(the stream ended\)"):
         conn.open("ping")
+
+
+class MessageStream:
+    """A websocket-like stream for a Connection: whole messages in, lines out."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.Queue[bytes] = queue.Queue()
+        self.sent: list[bytes] = []
+        self.lost = False
+
+    def recv(self, size: int = 0) -> bytes:
+        return self.inbox.get()
+
+    def sendall(self, data: bytes) -> None:
+        if self.lost:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.sent.append(data)
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def shutdown(self, how: int) -> None:
+        self.lose()
+
+    def close(self) -> None:
+        self.lose()
+
+    def lose(self) -> None:
+        self.lost = True
+        self.inbox.put(b"")
+
+
+def test_a_lost_stream_is_replaced_and_waiting_requests_are_sent_again():
+    """Kubernetes attach: the websocket drops, the bridge does not. The request that
+    was waiting goes out again on the new stream (the bridge drops repeats) and its
+    reply arrives there; a second lost stream with no way back closes the connection."""
+    first, second = MessageStream(), MessageStream()
+    streams = iter([second, None])
+    conn = Connection(
+        first, 1 << 16, "pod", KEY, framing=ChannelFraming, reattach=lambda: next(streams)
+    )
+    request = conn.open("ping")
+    assert len(first.sent) == 1
+    first.lose()
+    deadline = time.monotonic() + 5
+    while not second.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert second.sent == first.sent  # the same line, the same id
+    done = json.dumps({"id": request.id, "type": "done", "status": "ok"}).encode()
+    second.inbox.put(b"\x01" + signed(done, 1) + b"\n")
+    assert request.get(timeout=5)["status"] == "ok"
+    assert conn.reattached == 1 and not conn.closed.is_set()
+    conn.open("list_files")
+    assert len(second.sent) == 2
+    second.lose()
+    assert conn.closed.wait(5)
+    assert "the sandbox is gone" in conn.closed_why

@@ -135,11 +135,11 @@ def test_file_names_outside_the_workspace_are_refused(sandbox, name):
         sandbox.put_file(name, b"x")
 
 
-def test_oversized_files_are_refused(client, runtime):
+def test_oversized_files_are_refused(backend):
     from sandbox.api import Limits
     from tests.sandbox.conftest import make_sandbox
 
-    box = make_sandbox(client, runtime, Limits(file_bytes=1024))
+    box = make_sandbox(backend, Limits(file_bytes=1024))
     try:
         with pytest.raises(SandboxError, match="larger than 1024"):
             box.put_file("big.bin", b"x" * 2048)
@@ -192,11 +192,11 @@ def test_it_deletes_files_inside_the_workspace_only(sandbox):
     assert sandbox.list_files() == []
 
 
-def test_a_streamed_file_over_the_limit_is_refused_and_removed(client, runtime):
+def test_a_streamed_file_over_the_limit_is_refused_and_removed(backend):
     from sandbox.api import Limits
     from tests.sandbox.conftest import make_sandbox
 
-    box = make_sandbox(client, runtime, Limits(file_bytes=1024))
+    box = make_sandbox(backend, Limits(file_bytes=1024))
     try:
         with pytest.raises(SandboxError, match="larger than 1024") as refused:
             box.put_file("big.bin", iter([b"x" * 600, b"y" * 600]))
