@@ -30,7 +30,10 @@ downward API).
 
 A lost attach stream (an API server restart, the kubelet's stream idle
 timeout) is opened again by the connection (sandbox/connection.py): the bridge
-and its kernel go on, waiting requests keep waiting, nothing is sent twice.
+and its kernel go on, and the requests still waiting are sent again (one
+written into the dying stream may never have arrived); the bridge remembers
+recent request ids, ignores a repeat of a running one and answers a finished
+one with its done again, so nothing runs twice.
 
 Caveat: the container runtime keeps a pod's stdout in the node's container log
 (rotated at the kubelet's containerLogMaxSize). Protocol lines, file chunks

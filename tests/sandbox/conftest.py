@@ -1,8 +1,8 @@
 """Real sandboxes on every backend: Docker under runc and, when installed, gVisor
 (runsc); and Kubernetes pods through the emulated API server
-(tests/support/kube_api.py), whose pods are real containers on the same engine
-(its runtime class maps to runsc when installed, else runc). One Kubernetes
-variant only, to keep the suite's time in check.
+(tests/support/kube_api.py), whose pods are real containers on the same engine,
+under runc (test_kubernetes checks that the gvisor runtime class gives runsc).
+One Kubernetes variant only, to keep the suite's time in check.
 
 CODEACT_TEST_K8S=real runs the suites against the cluster CODEACT_TEST_KUBECONFIG
 (or KUBECONFIG) points at instead, Kubernetes only (`make test-k8s`); its

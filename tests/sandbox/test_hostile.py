@@ -71,8 +71,11 @@ def test_thread_bomb(backend, neighbour, sandbox):
         """,
     )
     # runc: the pids limit stops thread creation (RuntimeError); gVisor counts
-    # threads differently and the cell runs into the time limit instead.
-    assert result.status in {"error", "timeout"}
+    # threads differently and the cell runs into the time limit instead -- or, when
+    # it makes threads fast enough, their stacks reach the memory limit first and the
+    # whole gVisor sandbox is killed (died, seen here: eof after 3.4 s of a 4 s limit).
+    allowed = {"error", "timeout"} | ({"died"} if backend.runtime == "runsc" else set())
+    assert result.status in allowed, result
     if result.status == "error":
         assert result.outputs[-1]["ename"] == "RuntimeError"
     recover(sandbox)

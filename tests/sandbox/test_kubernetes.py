@@ -326,3 +326,23 @@ def test_a_server_that_does_not_answer_is_not_permanent(tmp_path):
     with pytest.raises(SandboxError) as failed:
         backend.list({})
     assert not failed.value.permanent
+
+
+@pytest.mark.integration
+def test_the_runtime_class_picks_the_nodes_runtime(kube_emulator: EmulatedKubeAPI, kube: Any):
+    """The suites' pods run under runc (speed); a pod of the gvisor class runs under
+    runsc, as a node's containerd maps the class to its handler."""
+    if kube_emulator.runtimes.get("gvisor") != "runsc":
+        pytest.skip("gVisor (runsc) is not registered with this Docker engine")
+    gvisor = KubernetesBackend(kube.kube.api_client, kube.target.namespace, runtime_class="gvisor")
+    box = gvisor.start(kube.image, TEST_LIMITS, {"codeact.test": "1"})
+    try:
+        assert box.runtime == "gvisor"
+        container = kube_emulator.container_of(kube.target.namespace, box.id)
+        inspected = kube.docker.api.inspect_container(container)
+        assert inspected["HostConfig"]["Runtime"] == "runsc"
+        assert box.warm.wait(90)
+        result = box.execute("import platform\nprint(platform.release())")
+        assert result.status == "ok", result
+    finally:
+        box.close()
