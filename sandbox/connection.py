@@ -2,12 +2,14 @@
 
 The stream is Docker's multiplexed attach socket (the default framing,
 `_Demux`) or, for a pod, the Kubernetes API server's attach websocket
-(`ChannelFraming`, over the adapter in sandbox/kube_attach.py). Either way it
-carries the bridge's stdin, stdout and stderr; only the framing differs. A
-connection given a `reattach` function survives the loss of its stream (an API
-server restart, a kubelet stream timeout): it opens a new one, keeps every
-waiting request and the signature state, and sends nothing again but requests
-that never reached the sandbox.
+(`ChannelFraming`, over `AttachStream` in sandbox/kubernetes_backend.py).
+Either way it carries the bridge's stdin, stdout and stderr; only the framing
+differs. A connection given a `reattach` function survives the loss of its
+stream (an API server restart, a kubelet stream timeout): it opens a new one,
+keeps every waiting request and the signature state, and sends the waiting
+requests again (one written into the dying stream may never have arrived; the
+bridge runs each request id once and answers a repeat of a finished one with
+its done).
 
 Nothing the bridge sends is trusted (kernel code runs as the same uid), so
 every line is bounded here before it reaches a caller: its length, its type
