@@ -41,7 +41,9 @@ def addresses() -> list[str]:
     """Every configured host, the first being the one web-access sandboxes use."""
     if settings.CODEACT_SANDBOX_BACKEND == "kubernetes":
         return [f"{KUBERNETES}{settings.CODEACT_K8S_NAMESPACE}"]
-    return list(settings.CODEACT_DOCKER_HOSTS) or [settings.CODEACT_DOCKER_URL]
+    # One engine: "", whatever CODEACT_DOCKER_URL says, so that records made before
+    # there were several hosts (host "") stay this engine's.
+    return list(settings.CODEACT_DOCKER_HOSTS) or [""]
 
 
 def label(address: str) -> str:
@@ -99,6 +101,7 @@ def docker_engine_client(address: str, timeout: float = 60) -> Any:
     TLS client certificate of CODEACT_DOCKER_TLS_DIR for a tcp:// engine."""
     from sandbox.docker_backend import docker_client
 
+    address = address or settings.CODEACT_DOCKER_URL
     tls = _tls_config(address)
     if tls is None:
         return docker_client(address or None, timeout=timeout)

@@ -385,6 +385,12 @@ def reconcile(grace: float | None = None) -> dict[str, int]:
     gone). Records on a host that is down are left for when it is back."""
     if grace is None:
         grace = limits().start_timeout + 30.0
+    # A host taken out of the configuration: its records no longer count (their
+    # sandboxes are the operator's to stop there; conversations get new ones).
+    for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE).exclude(
+        host__in=hosts.addresses()
+    ):
+        retire(record, "host_removed")
     orphans = gone = 0
     for host in hosts.addresses():
         try:

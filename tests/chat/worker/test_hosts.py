@@ -16,8 +16,8 @@ A, B = "tcp://10.0.0.12:2376", "tcp://10.0.0.13:2376"
 
 def test_the_hosts_are_the_listed_engines_or_the_default_one_or_the_namespace(settings):
     settings.CODEACT_DOCKER_HOSTS = []
-    settings.CODEACT_DOCKER_URL = ""
-    assert hosts.addresses() == [""]
+    settings.CODEACT_DOCKER_URL = "unix:///run/other.sock"
+    assert hosts.addresses() == [""]  # the one engine, as records made before hosts name it
     settings.CODEACT_DOCKER_HOSTS = [A, B]
     assert hosts.addresses() == [A, B]
     settings.CODEACT_SANDBOX_BACKEND = "kubernetes"
@@ -65,3 +65,24 @@ def test_a_new_sandbox_goes_to_the_up_host_with_the_most_room(settings):
     hosts.mark_up(A)
     assert hosts.down() == set()
     assert SandboxHost.objects.get(address=A).checked_at <= timezone.now()
+
+
+class EmptyEngine:
+    """A stand-in engine that answers and runs nothing (this test is about rows)."""
+
+    def list(self, labels):
+        return []
+
+
+@pytest.mark.django_db
+def test_records_of_a_host_no_longer_configured_stop_counting(settings, monkeypatch):
+    from chat.worker import pool
+
+    settings.CODEACT_DOCKER_HOSTS = [A]
+    monkeypatch.setattr(pool, "_reconcile_host", lambda host, found, grace: (0, 0))
+    monkeypatch.setattr(hosts, "backend", lambda address: EmptyEngine())
+    kept = SandboxRecord.objects.create(container_id="a1", host=A, state="claimed", image="i")
+    dropped = SandboxRecord.objects.create(container_id="b1", host=B, state="claimed", image="i")
+    pool.reconcile(grace=0)
+    assert SandboxRecord.objects.get(pk=kept.pk).state == "claimed"
+    assert SandboxRecord.objects.get(pk=dropped.pk).removed_reason == "host_removed"
