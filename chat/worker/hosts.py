@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -172,6 +173,17 @@ def answers(address: str) -> bool:
     else:
         mark_down(address, "it does not answer")
     return alive
+
+
+def recheck(after: float = 5.0) -> None:
+    """Ask again the hosts marked down that were last asked more than `after` seconds
+    ago: one that answers is up again now, not at beat's next check (a restarted
+    engine, the only one, would otherwise refuse every claim meanwhile)."""
+    stale = timezone.now() - timedelta(seconds=after)
+    for address in SandboxHost.objects.filter(
+        address__in=addresses(), down_since__isnull=False, checked_at__lt=stale
+    ).values_list("address", flat=True):
+        answers(address)
 
 
 def check() -> dict[str, bool]:

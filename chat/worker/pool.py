@@ -110,6 +110,7 @@ class Claim:
 def top_up_pool() -> int:
     """Start warm sandboxes until the pool holds CODEACT_POOL_SIZE (within the host
     caps, on the hosts with the most room); returns how many."""
+    hosts.recheck()
     with transaction.atomic():
         _lock_reservations()
         warm = SandboxRecord.objects.filter(
@@ -288,6 +289,7 @@ def claim_for(conversation: Conversation) -> Claim:
         except SandboxError:
             log.info("sandbox %s of %s is gone", current.container_id[:12], conversation.id)
             _lost(current, "lost")
+    hosts.recheck()
     while True:
         record, warm = _claim_slot(conversation, web)
         if not warm:

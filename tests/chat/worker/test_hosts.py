@@ -86,3 +86,22 @@ def test_records_of_a_host_no_longer_configured_stop_counting(settings, monkeypa
     pool.reconcile(grace=0)
     assert SandboxRecord.objects.get(pk=kept.pk).state == "claimed"
     assert SandboxRecord.objects.get(pk=dropped.pk).removed_reason == "host_removed"
+
+
+class AnsweringEngine(EmptyEngine):
+    def answers(self):
+        return True
+
+
+@pytest.mark.django_db
+def test_a_host_marked_down_is_asked_again_before_claims_give_up(settings, monkeypatch):
+    """The only engine restarted: marked down while it was away, it takes sandboxes
+    again as soon as it answers, not a beat interval later."""
+    settings.CODEACT_DOCKER_HOSTS = [A]
+    hosts.mark_down(A, "connection refused")
+    assert hosts.place() is None
+    monkeypatch.setattr(hosts, "backend", lambda address: AnsweringEngine())
+    hosts.recheck(after=60)  # asked a moment ago: not yet
+    assert hosts.down() == {A}
+    hosts.recheck(after=0)
+    assert hosts.down() == set() and hosts.place() == A
