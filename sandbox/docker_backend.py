@@ -84,12 +84,20 @@ class DockerBackend:
 
     kind = "docker"
 
-    def __init__(self, client: docker.DockerClient, runtime: str | None = "auto", host: str = ""):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        runtime: str | None = "auto",
+        host: str = "",
+        answer_timeout: float = 5.0,
+    ):
         """runtime: as DockerSandbox takes it; host: how records name this engine
-        (its URL; "" for the default engine)."""
+        (its URL; "" for the default engine); answer_timeout: how long `answers`
+        waits for the engine's ping."""
         self.client = client
         self.runtime = runtime
         self.host = host
+        self.answer_timeout = answer_timeout
 
     def start(
         self,
@@ -125,12 +133,13 @@ class DockerBackend:
             raise SandboxError(f"Could not list sandboxes: {exc}", permanent=False) from exc
         return [Placed(c.id, c.status == "running", c.status, age_seconds(c)) for c in found]
 
-    def answers(self, timeout: float = 5.0) -> bool:
-        """The engine's /_ping within `timeout` (the client's own timeout is a
+    def answers(self) -> bool:
+        """The engine's /_ping within answer_timeout (the client's own timeout is a
         minute: too long to wait on an engine that hangs)."""
         api = self.client.api
         try:
-            return bool(api._result(api._get(api._url("/_ping"), timeout=timeout)) == "OK")
+            ping = api._get(api._url("/_ping"), timeout=self.answer_timeout)
+            return bool(api._result(ping) == "OK")
         except ENGINE_ERRORS:
             return False
 

@@ -58,6 +58,7 @@ def _settings_key() -> tuple[Any, ...]:
         settings.CODEACT_SANDBOX_BACKEND,
         settings.CODEACT_SANDBOX_RUNTIME,
         settings.CODEACT_DOCKER_TLS_DIR,
+        settings.CODEACT_DOCKER_HOST_TIMEOUT,
         settings.CODEACT_K8S_NAMESPACE,
         settings.CODEACT_K8S_RUNTIME_CLASS,
         settings.CODEACT_K8S_EGRESS_PROXY,
@@ -66,10 +67,10 @@ def _settings_key() -> tuple[Any, ...]:
 
 
 def backend(address: str) -> Backend:
-    """This thread's backend for a host. One per thread: docker-py keeps one
-    connection pool per URL and drops the oldest of 25 while another thread may
-    still be using it, which breaks concurrent claims (seen with 50 conversations
-    starting)."""
+    """This thread's backend for a host (SandboxError when its engine cannot be
+    reached to make one). One per thread: docker-py keeps one connection pool per
+    URL and drops the oldest of 25 while another thread may still be using it,
+    which breaks concurrent claims (seen with 50 conversations starting)."""
     cache: dict[tuple[Any, ...], Backend] = _local.__dict__.setdefault("backends", {})
     key = (address, *_settings_key())
     if key not in cache:
@@ -88,12 +89,20 @@ def _make(address: str) -> Backend:
             egress_proxy=settings.CODEACT_K8S_EGRESS_PROXY,
         )
         return pods
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.docker_backend import ENGINE_ERRORS, DockerBackend
 
+    try:
+        # docker-py asks the engine for its API version as the client is made.
+        client = docker_engine_client(address)
+    except ENGINE_ERRORS as exc:
+        raise SandboxError(
+            f"The Docker engine {label(address)} does not answer: {exc}", permanent=False
+        ) from exc
     return DockerBackend(
-        docker_engine_client(address),
+        client,
         runtime=settings.CODEACT_SANDBOX_RUNTIME or None,
         host=address,
+        answer_timeout=settings.CODEACT_DOCKER_HOST_TIMEOUT,
     )
 
 

@@ -105,3 +105,16 @@ def test_a_host_marked_down_is_asked_again_before_claims_give_up(settings, monke
     assert hosts.down() == {A}
     hosts.recheck(after=0)
     assert hosts.down() == set() and hosts.place() == A
+
+
+@pytest.mark.django_db
+def test_an_engine_that_cannot_be_reached_is_marked_down_not_raised(settings):
+    """A worker that starts while a host is down cannot even make its client (docker-py
+    asks the engine for its API version): the host is marked down with the reason."""
+    settings.CODEACT_DOCKER_HOSTS = [A, "tcp://127.0.0.1:1"]  # nothing listens on port 1
+    with pytest.raises(SandboxError) as refused:
+        hosts.backend("tcp://127.0.0.1:1")
+    assert not refused.value.permanent and "does not answer" in refused.value.message
+    assert hosts.answers("tcp://127.0.0.1:1") is False
+    assert hosts.down() == {"tcp://127.0.0.1:1"}
+    assert "does not answer" in SandboxHost.objects.get(address="tcp://127.0.0.1:1").last_error
