@@ -173,6 +173,7 @@ class DockerSandbox(BridgedSandbox):
         self.id = ""
         self.address = ""  # on the egress network; "" without web access
         self._conn: Connection | None = None
+        self._attached: Any = None  # docker-py's wrapper of the attach stream (see _attach)
         self._interrupt_at: float | None = None
         self.started_at = 0.0
         if container_id:
@@ -244,6 +245,10 @@ class DockerSandbox(BridgedSandbox):
         attached = self.client.api.attach_socket(
             self.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
+        # Kept for as long as the stream is used: docker-py hangs the HTTP response on
+        # this wrapper to keep it alive, and a response collected by the garbage
+        # collector closes its connection -- the socket under a live sandbox.
+        self._attached = attached
         sock = getattr(attached, "_sock", attached)
         self._conn = Connection(sock, self.limits.line_bytes, self.id[:12], key)
         return self._conn

@@ -76,8 +76,19 @@ class ConversationExecutor:
     ) -> Executed:
         """Run the execution's code; keep the files it wrote against that execution."""
         notes = self._ensure_sandbox()
+        try:
+            notes += self._put_files()
+        except SandboxError:
+            if self.sandbox is None or self.sandbox.alive:
+                raise
+            # The stream to the sandbox ended before the cell started (seen once in a
+            # soak of 5,000 turns): nothing of the cell ran, so attach again -- to the
+            # same kernel if it is still there, else to a new sandbox -- and go on.
+            log.warning("%s: the sandbox's stream ended before the cell; attaching again",
+                        self.conversation.pk)  # fmt: skip
+            notes += self._ensure_sandbox()
+            notes += self._put_files()
         assert self.sandbox is not None and self.record is not None
-        notes += self._put_files()
         result = self.sandbox.execute(execution.code, on_output, poll=poll)
         pool.touch(self.record)
         web = self._web_requests(execution)
@@ -171,6 +182,8 @@ class ConversationExecutor:
                 self.sandbox.put_file(file.path, files.content_chunks(file.pk))
                 put[file.path] = file
             except SandboxError as exc:
+                if not self.sandbox.alive:
+                    raise  # not a full workspace: the sandbox is gone (see execute)
                 log.info("could not restore %s: %s", file.path, exc.message)
                 missing.append(file.path)
                 # A part-written copy must neither fill the space nor be captured

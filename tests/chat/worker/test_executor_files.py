@@ -13,6 +13,7 @@ from chat.actions import executions, files, messages, replies, turns
 from chat.models import FileDeletion, SandboxRecord, WorkspaceFile
 from chat.worker import pool
 from chat.worker.executor import ConversationExecutor
+from sandbox.docker_backend import DockerSandbox
 from tests.factories import ConversationFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -102,3 +103,34 @@ def test_a_deleted_file_leaves_the_sandbox_and_is_not_captured_again(owner):
     assert not executed.result.state_lost  # the same sandbox, its copy removed
     assert not WorkspaceFile.objects.filter(conversation=conversation).exists()
     assert not FileDeletion.objects.exists()
+
+
+def test_a_stream_lost_while_files_go_in_is_attached_again_before_the_cell(owner):
+    """The soak saw it once in 5,000 turns: the sandbox's attach stream ended while
+    an upload was being put in, and the turn failed ("The sandbox has stopped").
+    No code had run yet, so the executor attaches again (the kernel is still
+    there: variables kept) and runs the cell."""
+    conversation = ConversationFactory(owner=owner)
+    first = Run(conversation)
+    executed, _ = first.execute("kept = 41")
+    assert executed.result.status == "ok"
+    first.finish()
+    stored(conversation, "sales.csv", b"month,sales\n2026-01,110\n")
+
+    run = Run(conversation)
+    real = DockerSandbox.put_file
+    cut: list[str] = []
+
+    def put_file_on_a_dying_stream(self, path, data):
+        if not cut:
+            cut.append(path)
+            self._conn.close()  # the stream ends under the transfer
+        return real(self, path, data)
+
+    with mock.patch.object(DockerSandbox, "put_file", put_file_on_a_dying_stream):
+        executed, text = run.execute("print(kept + 1, open('sales.csv').read().count(','))")
+    assert cut == ["sales.csv"]
+    assert executed.result.status == "ok", executed.result
+    assert text == "42 2\n"
+    assert run.notices == []  # nothing was lost: not a new session
+    run.finish()
