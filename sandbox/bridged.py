@@ -4,7 +4,7 @@
 `sandbox.api.Sandbox` calls on it: a cell with its time limit and the
 interrupt → restart → remove escalation, Stop through `poll`, control requests,
 files (the FileTransfers mixin). A backend supplies how a sandbox starts
-(`_start`), how a dead one is removed (`_kill`) and `close`.
+(`_start`), how a dead one is removed (`_remove`) and `close`.
 
 DockerSandbox (sandbox/docker_backend.py) and KubernetesSandbox
 (sandbox/kubernetes_backend.py) are its two kinds. Nothing here imports Django.
@@ -45,8 +45,8 @@ class BridgedSandbox(FileTransfers, abc.ABC):
         """Start a new sandbox; returns once its bridge is ready."""
 
     @abc.abstractmethod
-    def _kill(self, why: str) -> None:
-        """The bridge does not answer: let go of it and remove the sandbox (in the background)."""
+    def _remove(self, sandbox_id: str) -> None:
+        """Remove that sandbox, retrying for a while (it may be frozen); log a failure."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -61,6 +61,32 @@ class BridgedSandbox(FileTransfers, abc.ABC):
     @property
     def alive(self) -> bool:
         return self._conn is not None and not self._conn.closed.is_set()
+
+    @property
+    def name(self) -> str:
+        """How logs name the sandbox."""
+        return self.id[:12]
+
+    def _kill(self, why: str) -> None:
+        """The bridge does not answer: this sandbox is dead now, removed in the
+        background (removing a frozen gVisor sandbox can take seconds)."""
+        log.warning("sandbox %s: %s; removing it", self.name, why)
+        self.detach()
+        # The id is taken now: a restart() meanwhile gives this object a new sandbox,
+        # which the retries must not touch.
+        dead = self.id
+        threading.Thread(
+            target=self._remove, args=(dead,), name=f"remove-{self.name}", daemon=True
+        ).start()
+
+    def _take_over(self, conn: Connection, name: str) -> None:
+        """A connection to a sandbox another process started (ready and warm then):
+        SandboxError unless its bridge answers now."""
+        conn.ready.set()
+        conn.warm.set()
+        if not self.ping():
+            self.detach()
+            raise SandboxError(f"Sandbox {name} does not answer.", permanent=False)
 
     def detach(self) -> None:
         """Let go of the sandbox without stopping it (another process may attach)."""
@@ -207,7 +233,7 @@ class BridgedSandbox(FileTransfers, abc.ABC):
 
     def _request_restart(self) -> None:
         """The kernel ignored the interrupt: have the bridge kill it and start a fresh one."""
-        log.info("sandbox %s: kernel did not yield to the interrupt; restarting", self.id[:12])
+        log.info("sandbox %s: kernel did not yield to the interrupt; restarting", self.name)
         with contextlib.suppress(SandboxError):  # the connection is gone: the cell sees eof
             self._open("restart", register=False)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -278,11 +277,7 @@ class DockerSandbox(BridgedSandbox):
             raise SandboxError(
                 f"Could not reach sandbox {container_id[:12]}: {exc}", permanent=False
             ) from exc
-        conn.ready.set()
-        conn.warm.set()
-        if not self.ping():
-            self.detach()
-            raise SandboxError(f"Sandbox {container_id[:12]} does not answer.", permanent=False)
+        self._take_over(conn, container_id[:12])
 
     def close(self) -> None:
         """Remove the container."""
@@ -298,18 +293,6 @@ class DockerSandbox(BridgedSandbox):
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
             except ENGINE_ERRORS:
                 log.warning("could not remove sandbox %s", self.id[:12], exc_info=True)
-
-    def _kill(self, why: str) -> None:
-        """The bridge does not answer: this sandbox is dead now, its container removed
-        in the background (removing a frozen gVisor sandbox can take seconds)."""
-        log.warning("sandbox %s: %s; removing it", self.id[:12], why)
-        self.detach()
-        # The id is taken now: a restart() meanwhile gives this object a new container,
-        # which the retries below must not touch.
-        dead = self.id
-        threading.Thread(
-            target=self._remove, args=(dead,), name=f"remove-{dead[:12]}", daemon=True
-        ).start()
 
     def _remove(self, container_id: str, attempts: int = 5) -> None:
         """Remove the container, retrying: a frozen (paused) gVisor sandbox can refuse

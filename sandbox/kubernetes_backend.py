@@ -51,7 +51,6 @@ import math
 import os
 import secrets
 import ssl
-import threading
 import time
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -443,6 +442,10 @@ class KubernetesSandbox(BridgedSandbox):
     def namespace(self) -> str:
         return self.backend.namespace
 
+    @property
+    def name(self) -> str:
+        return self.id  # a pod name: its first 12 characters are the same for every pod
+
     # --- lifecycle -------------------------------------------------------------
 
     def _environment(self) -> dict[str, str] | None:
@@ -538,12 +541,7 @@ class KubernetesSandbox(BridgedSandbox):
         key = str(((pod.get("metadata") or {}).get("annotations") or {}).get(KEY_ANNOTATION, ""))
         if (pod.get("metadata") or {}).get("labels", {}).get(WEB_LABEL) == "1":
             self.address = str((pod.get("status") or {}).get("podIP") or "")
-        conn = self._attach(key)
-        conn.ready.set()
-        conn.warm.set()
-        if not self.ping():
-            self.detach()
-            raise SandboxError(f"Sandbox {pod_name} does not answer.", permanent=False)
+        self._take_over(self._attach(key), pod_name)
 
     def close(self) -> None:
         """Remove the pod."""
@@ -553,14 +551,6 @@ class KubernetesSandbox(BridgedSandbox):
                 self.backend.remove(self.id)
             except SandboxError:
                 log.warning("could not remove sandbox %s", self.id, exc_info=True)
-
-    def _kill(self, why: str) -> None:
-        log.warning("sandbox %s: %s; removing it", self.id, why)
-        self.detach()
-        dead = self.id
-        threading.Thread(
-            target=self._remove, args=(dead,), name=f"remove-{dead}", daemon=True
-        ).start()
 
     def _remove(self, pod_name: str, attempts: int = 5) -> None:
         for attempt in range(attempts):

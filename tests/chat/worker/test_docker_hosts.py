@@ -11,14 +11,14 @@ from unittest import mock
 
 import pytest
 
-from chat.actions import executions, messages, replies, turns
 from chat.models import SandboxHost, SandboxRecord, WorkspaceFile
 from chat.worker import hosts, pool
-from chat.worker.executor import STATE_LOST_NOTICE, ConversationExecutor
+from chat.worker.executor import STATE_LOST_NOTICE
 from sandbox.docker_backend import docker_client
 from sandbox.image_tag import image_tag
 from tests.factories import ConversationFactory
 from tests.support.dockerd import second_engine
+from tests.support.executor_run import Run
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -45,38 +45,6 @@ def two_hosts(engine, settings):
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
         pool.remove(record, "test")
     pool.reconcile(grace=0)
-
-
-class Run:
-    """One turn of a conversation, run by the executor in this process."""
-
-    def __init__(self, conversation):
-        _, queued = messages.do_send_user_message(conversation, "go")
-        claim = turns.claim_turn(queued.pk)
-        assert claim is not None
-        self.turn, self.reply = claim.turn, claim.first_reply
-        self.notices: list[tuple[str, str]] = []
-        self.executor = ConversationExecutor(self.turn, lambda *n: self.notices.append(n))
-
-    def execute(self, code):
-        reply, self.reply = self.reply or replies.do_start_reply(self.turn), None
-        execution = executions.do_start_execution(self.turn, reply, code, {})
-        texts: list[str] = []
-        executed = self.executor.execute(
-            execution, lambda o: texts.append(o.get("text", "")), lambda: False
-        )
-        result = executed.result
-        executions.do_finish_execution(
-            execution, status=result.status, detail=result.detail,
-            execution_count=result.execution_count, duration=result.duration,
-            kernel_restarted=result.kernel_restarted, dropped={}, observation="",
-            sandbox_id=self.executor.record.pk if self.executor.record else None,
-        )  # fmt: skip
-        return result, "".join(texts)
-
-    def finish(self):
-        self.executor.close()
-        turns.do_finish_turn(self.turn, "done")
 
 
 def test_new_sandboxes_go_to_the_host_with_the_most_room(two_hosts, owner):
@@ -109,17 +77,17 @@ def test_a_host_that_stops_gives_its_conversations_a_sandbox_elsewhere(two_hosts
     busy = pool.claim_for(ConversationFactory(owner=owner))
     assert busy.record.host == FIRST
     run = Run(conversation)
-    result, _ = run.execute("kept = 1\nprint(open('visits.csv').read().count(','))")
-    assert result.status == "ok", result
+    executed, _ = run.execute("kept = 1\nprint(open('visits.csv').read().count(','))")
+    assert executed.result.status == "ok", executed.result
     assert run.executor.record is not None and run.executor.record.host == two_hosts.url
     first_record = run.executor.record
 
     two_hosts.stop()  # the second machine goes away mid-conversation
 
-    result, text = run.execute("print(open('visits.csv').read().splitlines()[2])")
-    if result.status != "ok":  # the cell that saw the engine go is reported; the next one runs
-        result, text = run.execute("print(open('visits.csv').read().splitlines()[2])")
-    assert result.status == "ok", result
+    executed, text = run.execute("print(open('visits.csv').read().splitlines()[2])")
+    if executed.result.status != "ok":  # the cell that saw the engine go is reported
+        executed, text = run.execute("print(open('visits.csv').read().splitlines()[2])")
+    assert executed.result.status == "ok", executed.result
     assert text == "Lima,5\n"
     assert ("state_lost", STATE_LOST_NOTICE) in run.notices
     assert run.executor.record is not None and run.executor.record.host == FIRST

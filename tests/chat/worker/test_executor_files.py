@@ -9,12 +9,12 @@ from unittest import mock
 
 import pytest
 
-from chat.actions import executions, files, messages, replies, turns
+from chat.actions import files
 from chat.models import FileDeletion, SandboxRecord, WorkspaceFile
 from chat.worker import pool
-from chat.worker.executor import ConversationExecutor
 from sandbox.docker_backend import DockerSandbox
 from tests.factories import ConversationFactory
+from tests.support.executor_run import Run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 MiB = 1 << 20
@@ -27,31 +27,6 @@ def cleanup(settings):
         yield
     for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
         pool.remove(record, "test")
-
-
-class Run:
-    """One turn of a conversation, run by the executor in this process."""
-
-    def __init__(self, conversation):
-        _, queued = messages.do_send_user_message(conversation, "go")
-        claim = turns.claim_turn(queued.pk)
-        assert claim is not None
-        self.turn, self.reply = claim.turn, claim.first_reply
-        self.notices: list[tuple[str, str]] = []
-        self.executor = ConversationExecutor(self.turn, lambda *n: self.notices.append(n))
-
-    def execute(self, code):
-        reply, self.reply = self.reply or replies.do_start_reply(self.turn), None
-        execution = executions.do_start_execution(self.turn, reply, code, {})
-        texts: list[str] = []
-        executed = self.executor.execute(
-            execution, lambda o: texts.append(o.get("text", "")), lambda: False
-        )
-        return executed, "".join(texts)
-
-    def finish(self):
-        self.executor.close()
-        turns.do_finish_turn(self.turn, "done")
 
 
 def stored(conversation, path, data):
