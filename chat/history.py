@@ -19,7 +19,8 @@ from django.db import connection
 
 from chat.agent import codeact
 from chat.agent.codeact import PromptFile
-from chat.agent.formats import FORMATS, ActionFormat, ChatMessage, get_format, tool_call_id
+from chat.agent.formats import ActionFormat, ChatMessage, get_format, tool_call_id
+from chat.agent.functions import stored_format
 from chat.models import Execution, Message, Turn
 
 
@@ -38,7 +39,7 @@ class Step:
 
 def format_of(name: str) -> ActionFormat:
     """A stored reply's format; rows from before formats were all `execute`."""
-    return get_format(name if name in FORMATS else "execute")
+    return stored_format(name)
 
 
 def model_messages(

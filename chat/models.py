@@ -147,6 +147,11 @@ class Turn(models.Model):
     requeued_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
+    # The settings in effect when the model answered (empty for a cell the user ran,
+    # and for turns from before they were kept).
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_executions = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -206,6 +211,11 @@ class Message(models.Model):
     usage = models.JSONField(null=True, blank=True)
     # How the model wrote its code in this reply (chat.agent.formats: execute, fence, tool).
     action_format = models.CharField(max_length=10, blank=True, default="", db_default="")
+    # Which model wrote it: the endpoint's model name and the endpoint's host, as
+    # configured when it answered (the conversation keeps only the key, whose
+    # configuration can change).
+    model_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    endpoint = models.CharField(max_length=200, blank=True, default="", db_default="")
     # Set when the user edited this question or asked for another answer: the row
     # stays in the record (and on the page, marked) but is never sent to the model.
     superseded_at = models.DateTimeField(null=True, blank=True)

@@ -33,7 +33,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from chat.agent import codeact
-from chat.agent.formats import get_format
+from chat.agent.functions import stored_format
 
 
 def display_text(reply: str, action_format: str = "execute", ran_code: bool = False) -> str:
@@ -43,11 +43,12 @@ def display_text(reply: str, action_format: str = "execute", ran_code: bool = Fa
     `execute` (and replies from before formats, which have none): every action
     block goes, and an unclosed one (a stopped reply) is shown as code. `fence`:
     a reply that ran code loses its action block, which the loop left last; the
-    blocks of an answer are its Markdown. `tool`: the code was never in the text.
+    blocks of an answer are its Markdown. `tool` and `call`: the code (the call) was
+    never in the text. `text`: a reply that called a function loses its Action line.
     """
-    if action_format == "fence":
-        text = get_format("fence").text_of(reply) if ran_code else reply
-    elif action_format == "tool":
+    if action_format in ("fence", "text"):
+        text = stored_format(action_format).text_of(reply) if ran_code else reply
+    elif action_format in ("tool", "call"):
         text = reply
     else:
         text = codeact.ACTION_BLOCK.sub("", reply)

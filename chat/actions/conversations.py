@@ -57,11 +57,15 @@ def _model_keys() -> set[str]:
     return {str(m["key"]) for m in settings.CODEACT_MODELS}
 
 
-def do_create_conversation(owner: User, model: str | None = None) -> Conversation:
+def do_create_conversation(
+    owner: User, model: str | None = None, *, headless: bool = False
+) -> Conversation:
     """A new, empty conversation answered by `model` (or the first model), with web
-    access as CODEACT_EGRESS_DEFAULT says."""
+    access as CODEACT_EGRESS_DEFAULT says. `headless`: for the operator's command
+    (chat.worker.headless), which the conversation quota does not limit."""
     chosen = model if model in _model_keys() else str(settings.CODEACT_MODELS[0]["key"])
-    quotas.check_new_conversation(owner.pk)
+    if not headless:
+        quotas.check_new_conversation(owner.pk)
     return Conversation.objects.create(
         owner=owner, model=chosen, web_access=settings.CODEACT_EGRESS_DEFAULT
     )

@@ -109,11 +109,16 @@ def _quota_checked(conversation: Conversation) -> Iterator[None]:
         yield
 
 
-def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message, Turn]:
+def do_send_user_message(
+    conversation: Conversation, text: str, *, headless: bool = False
+) -> tuple[Message, Turn]:
     """Persist the user's message and a queued turn, then start the worker on commit.
 
     Refused with ActionError("turn_in_progress") while a turn of this
     conversation is queued or running: nothing is stored in that case.
+    `headless`: the operator's command runs the turn in its own process
+    (chat.worker.headless): no task is sent, and the turn quotas, which share
+    the service among the users of the web, do not apply.
     """
     text = _check_text(text)
     default_title = Conversation._meta.get_field("title").default
@@ -134,8 +139,9 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
         "model": conversation.model,
         "now": now,
     }
+    checked = one_statement() if headless else _quota_checked(conversation)
     try:
-        with _quota_checked(conversation), connection.cursor() as cursor:
+        with checked, connection.cursor() as cursor:
             # A turn already queued or running is caught by the one-active-turn
             # constraint and the whole statement fails: nothing is stored.
             cursor.execute(_SEND_SQL, params)
@@ -169,7 +175,8 @@ def do_send_user_message(conversation: Conversation, text: str) -> tuple[Message
         conversation.title, conversation.seq = title, last - 1
         events.append(conversation_event(conversation))
     publish_on_commit(conversation.id, *events, turn_event(turn))
-    _send_turn_on_commit(turn.pk)
+    if not headless:
+        _send_turn_on_commit(turn.pk)
     return message, turn
 
 

@@ -7,7 +7,9 @@ written in full when the reply finishes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +18,26 @@ from chat import live
 from chat.broadcast import publish_on_commit
 from chat.models import Message, Turn
 from chat.serialize import message_event
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Which model wrote a reply, and how it writes code: kept on the reply, as the
+    conversation's model key can later name another configuration."""
+
+    model_name: str  # the endpoint's name for the model
+    endpoint: str  # the endpoint's host[:port]
+    action_format: str  # chat.agent.formats (or a function format, in evaluations)
+
+
+def endpoint_host(base_url: str) -> str:
+    """The host[:port] of an endpoint's URL: what the record keeps of it (never the
+    credentials a URL can carry, nor the path)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _clear_live_on_commit(message_id: int) -> None:
@@ -49,19 +71,21 @@ def do_finish_reply(
     status: str,
     usage: dict[str, Any] | None = None,
     final: bool = False,
-    action_format: str | None = None,
+    writer: Writer | None = None,
 ) -> Message:
     """Store the reply's whole text and how it ended (`final`: it is the answer), and
-    how its model writes code (`action_format`, when given: chat.agent.formats)."""
+    which model wrote it how (`writer`, when given)."""
     fields = ["content", "status", "usage", "final", "seq", "updated_at"]
     with transaction.atomic():
         message.content = content
         message.status = status
         message.usage = usage
         message.final = final
-        if action_format is not None:
-            message.action_format = action_format
-            fields.append("action_format")
+        if writer is not None:
+            message.action_format = writer.action_format
+            message.model_name = writer.model_name
+            message.endpoint = writer.endpoint
+            fields += ["action_format", "model_name", "endpoint"]
         message.seq = message.conversation.next_seq()
         message.save(update_fields=fields)
         publish_on_commit(message.conversation_id, message_event(message))

@@ -160,6 +160,20 @@ def stopped_turns(turn_ids: list[int]) -> set[int]:
         return {int(row[0]) for row in cursor.fetchall()}
 
 
+def do_record_settings(
+    turn: Turn, temperature: float, max_tokens: int, max_executions: int
+) -> None:
+    """Keep the settings the model answers this turn with (they can change later)."""
+    turn.temperature, turn.max_tokens, turn.max_executions = (
+        temperature,
+        max_tokens,
+        max_executions,
+    )
+    Turn.objects.filter(pk=turn.pk).update(
+        temperature=temperature, max_tokens=max_tokens, max_executions=max_executions
+    )
+
+
 def close_turn(turn: Turn, status: str, code: str = "", error: str = "") -> Turn:
     """End a turn inside the caller's transaction (it holds the conversation's lock)."""
     turn.status = status

@@ -242,8 +242,9 @@ class ActionFormat:
         """The reply's action (the first one), or None: the reply is an answer."""
         return codeact.parse_action(text)
 
-    def malformed(self, tool_calls: Sequence[ToolCall]) -> str | None:
-        """Why the reply's attempt at an action could not be run, if it made one."""
+    def malformed(self, tool_calls: Sequence[ToolCall], text: str = "") -> str | None:
+        """Why the reply's attempt at an action could not be run, if it made one
+        (`text`: the reply's text)."""
         return None
 
     def text_of(self, content: str) -> str:
@@ -342,7 +343,7 @@ class ToolFormat(ActionFormat):
             return None
         return Action(code=normal, end=len(text), start=len(text))
 
-    def malformed(self, tool_calls: Sequence[ToolCall]) -> str | None:
+    def malformed(self, tool_calls: Sequence[ToolCall], text: str = "") -> str | None:
         if not tool_calls:
             return None
         call = _first_python_call(tool_calls)

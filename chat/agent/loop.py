@@ -146,7 +146,9 @@ def run_agent(
         action = None if stopped else action_format.parse(content, reply.tool_calls)
         if action is not None:
             content = content[: action.end]
-        malformed = None if stopped or action else action_format.malformed(reply.tool_calls)
+        malformed = (
+            None if stopped or action else action_format.malformed(reply.tool_calls, content)
+        )
         over_limit = action is not None and executions >= max_executions
         sink.reply_finished(reply, content, final=action is None and not stopped)
         if malformed is not None:

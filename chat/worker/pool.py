@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -214,7 +215,15 @@ def _take_warm(conversation: Conversation) -> SandboxRecord | None:
     return record
 
 
+# Set while a turn the operator started from a terminal runs (chat.worker.headless):
+# the per-user cap shares sandboxes among the web's users, and an evaluation runs
+# several tasks of one account at once. The per-host cap still holds.
+operator_run: ContextVar[bool] = ContextVar("operator_run", default=False)
+
+
 def _check_user_cap(conversation: Conversation) -> None:
+    if operator_run.get():
+        return
     live = SandboxRecord.objects.filter(
         state=SandboxRecord.State.CLAIMED, owner_id=conversation.owner_id
     ).exclude(conversation=conversation)

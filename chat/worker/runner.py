@@ -21,7 +21,7 @@ from chat.actions import executions, replies, turns
 from chat.actions.conversations import model_config
 from chat.actions.turns import Claim
 from chat.agent import codeact
-from chat.agent.formats import get_format
+from chat.agent.formats import ActionFormat, get_format
 from chat.agent.loop import Executed, footer_for, run_agent
 from chat.agent.model import ModelError, ModelSettings, OpenAIModelClient, Reply
 from chat.events import utf16_len
@@ -67,14 +67,24 @@ def model_settings(key: str) -> ModelSettings:
 
 
 class TurnRunner:
-    """The agent loop's sink and executor for one claimed turn."""
+    """The agent loop's sink and executor for one claimed turn.
 
-    def __init__(self, claim: Claim) -> None:
+    `action_format` replaces the model's own (an evaluation asks for function calls);
+    the replies record the one used."""
+
+    def __init__(self, claim: Claim, action_format: ActionFormat | None = None) -> None:
         self.turn = claim.turn
         self.first_reply: Message | None = claim.first_reply  # until the model starts
         self.config = model_config(self.turn.model)
         # How this model writes code (settings checked the name when they loaded).
-        self.action_format = get_format(str(self.config.get("action_format") or "execute"))
+        self.action_format = action_format or get_format(
+            str(self.config.get("action_format") or "execute")
+        )
+        self.writer = replies.Writer(
+            model_name=str(self.config["model"]),
+            endpoint=replies.endpoint_host(str(self.config["base_url"])),
+            action_format=self.action_format.name,
+        )
         self.message: Message | None = None
         self.parts: list[str] = []
         self.unsent: list[str] = []  # deltas not yet published (coalesced under load)
@@ -89,6 +99,8 @@ class TurnRunner:
         self.tail = executions.StreamTail()
         self.last_output = 0.0
         self.awaiting_first_token = True
+        # The model's temperature, max tokens and max executions, once it is asked.
+        self.answer_settings: tuple[float, int, int] | None = None
 
     # --- Sink: replies ----------------------------------------------------------
 
@@ -96,6 +108,9 @@ class TurnRunner:
         # The first reply was stored when the turn was claimed, in the same statement.
         if self.first_reply is not None:
             self.message, self.first_reply = self.first_reply, None
+            # Kept while the request is under way, not on the way to it.
+            if self.answer_settings is not None:
+                turns.do_record_settings(self.turn, *self.answer_settings)
         else:
             self.message = replies.do_start_reply(self.turn)
         self.parts, self.unsent, self.offset, self.last_delta = [], [], 0, 0.0
@@ -155,7 +170,7 @@ class TurnRunner:
             status,
             reply.usage,
             final=final,
-            action_format=self.action_format.name,
+            writer=self.writer,
         )
 
     def notice(self, code: str, text: str) -> None:
@@ -242,6 +257,8 @@ class TurnRunner:
     def _answer(self) -> str:
         """The agent loop: the model answers, running code as it goes."""
         client = model_client(model_settings(self.turn.model))
+        max_executions = int(self.config["max_executions"])
+        self.answer_settings = (client.config.temperature, client.config.max_tokens, max_executions)
         outcome = run_agent(
             client,
             history_for(self.turn, self.action_format),
@@ -253,7 +270,7 @@ class TurnRunner:
                 action_format=self.action_format,
             ),
             should_stop=self.should_stop,
-            max_executions=int(self.config["max_executions"]),
+            max_executions=max_executions,
             action_format=self.action_format,
         )
         return Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE
@@ -342,7 +359,7 @@ class TurnRunner:
                 self.message,
                 "".join(self.parts),
                 Message.Status.FAILED,
-                action_format=self.action_format.name,
+                writer=self.writer,
             )
         if self.execution is not None:
             self._flush_outputs()
