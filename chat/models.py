@@ -224,7 +224,15 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["conversation", "seq"])]
+        indexes = [
+            models.Index(fields=["conversation", "seq"]),
+            # The admin's "written by" filters: their choices and the rows they pick.
+            models.Index(
+                fields=["model_name", "endpoint", "action_format"],
+                condition=Q(role="assistant"),
+                name="chat_message_writer",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"

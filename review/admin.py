@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from chat.agent.text import strip_ansi
+from chat.exports import settings_words
 from chat.models import (
     AuditRecord,
     Conversation,
@@ -36,10 +37,12 @@ from review.admin_filters import (
     RatingFilter,
     SupersededFilter,
     TurnStatusFilter,
+    writer_filters,
 )
 from review.audit import record
 from review.downloads import export_response
 from review.permissions import can_export, can_review
+from review.transcript import writer_label
 
 admin.site.site_header = "CodeAct Web administration"
 admin.site.site_title = "CodeAct Web"
@@ -194,6 +197,8 @@ class ConversationAdmin(LogAdmin):
         "flagged",
         RatingFilter,
         DeletedByOwnerFilter,
+        # Which model answered: the key above can stand for another model by now.
+        *writer_filters("conversation", "(any reply)"),
     )
     search_fields = ("title", "owner__username", "messages__content", "executions__code")
     search_help_text = "Searches titles, owners, message text and code; searches are audited."
@@ -288,16 +293,29 @@ class TurnAdmin(LogAdmin):
         "kind",
         "status",
         "model",
+        "answered_with",
         "error_code",
         "created_at",
         "seconds",
     )
-    list_filter = ("kind", "status", "model", "error_code", "created_at")
+    list_filter = (
+        "kind",
+        "status",
+        "model",
+        *writer_filters("turn", "(any reply)"),
+        "error_code",
+        "created_at",
+    )
     search_fields = ("conversation__title", "error", "user_message__content")
     date_hierarchy = "created_at"
     list_select_related = ("conversation__owner",)
     exclude = ("user_message",)
     readonly_fields = ("question",)
+
+    @admin.display(description="Settings")
+    def answered_with(self, obj: Turn) -> str:
+        """What the model answered with; a dash for a user's cell or an older turn."""
+        return ", ".join(settings_words(obj)) or "–"
 
     @admin.display(description="Owner", ordering="conversation__owner__username")
     def owner(self, obj: Turn) -> str:
@@ -316,8 +334,24 @@ class TurnAdmin(LogAdmin):
 
 @admin.register(Message)
 class MessageAdmin(LogAdmin):
-    list_display = ("id", "conversation_link", "role", "status", "final", "text", "created_at")
-    list_filter = ("role", "status", "final", SupersededFilter, "created_at")
+    list_display = (
+        "id",
+        "conversation_link",
+        "role",
+        "status",
+        "final",
+        "text",
+        "written_by",
+        "created_at",
+    )
+    list_filter = (
+        "role",
+        "status",
+        "final",
+        SupersededFilter,
+        *writer_filters(),
+        "created_at",
+    )
     search_fields = ("content",)
     date_hierarchy = "created_at"
     list_select_related = ("conversation",)
@@ -326,6 +360,12 @@ class MessageAdmin(LogAdmin):
     @admin.display(description="Text")
     def text(self, obj: Message) -> str:
         return _preview(obj.content)
+
+    @admin.display(description="Written by")
+    def written_by(self, obj: Message) -> str:
+        """A reply's model name · endpoint · action format, worded as the transcript
+        words them; a dash for the user's messages and notices."""
+        return writer_label(obj) if obj.role == Message.Role.ASSISTANT else "–"
 
 
 @admin.register(Execution)

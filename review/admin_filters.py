@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from chat.models import Turn
+from chat.models import Message, Turn
 from review.queries import day_bounds, has_errors, rating_filter
 
 
@@ -133,3 +133,86 @@ class RatingFilter(admin.SimpleListFilter):
         if self.value() in ("up", "down", "rated", "unrated"):
             return queryset.filter(rating_filter(str(self.value())))
         return queryset
+
+
+# ---- which model wrote the replies ----------------------------------------------------
+
+# The choice for replies from before the writer was recorded: a value no reply holds
+# in practice (hosts and formats have no parentheses, model names are repo paths).
+NOT_RECORDED_CHOICE = "(none)"
+WRITER_FIELDS = ("model_name", "endpoint", "action_format")
+_WRITERS_ATTR = "_codeact_reply_writers"
+
+
+def _writer_values(request: HttpRequest) -> dict[str, list[str]]:
+    """Each writer field's values present on assistant replies ("" among them when
+    some reply predates it). One DISTINCT over the replies serves all the writer
+    filters of a page (they share the request), not one scan per filter."""
+    cached: dict[str, list[str]] | None = getattr(request, _WRITERS_ATTR, None)
+    if cached is not None:
+        return cached
+    rows = (
+        Message.objects.filter(role=Message.Role.ASSISTANT)
+        .order_by()
+        .values_list(*WRITER_FIELDS)
+        .distinct()
+    )
+    found: dict[str, set[str]] = {name: set() for name in WRITER_FIELDS}
+    for row in rows:
+        for name, value in zip(WRITER_FIELDS, row, strict=True):
+            found[name].add(value)
+    values = {name: sorted(found[name]) for name in WRITER_FIELDS}
+    setattr(request, _WRITERS_ATTR, values)
+    return values
+
+
+class WriterFilter(admin.SimpleListFilter):
+    """Rows by what an assistant reply records of the model that wrote it: its model
+    name, endpoint or action format (the conversation's model key alone cannot say
+    which model answered: the configuration behind a key can change). The choices
+    are the values present, and "Not recorded" for replies from before.
+
+    Messages are filtered on the field itself; conversations and turns on having
+    such a reply (EXISTS: no join, so no duplicate rows and no DISTINCT)."""
+
+    field: ClassVar[str]
+    # The lookup from a reply to the admin's row; "" when the rows are the replies.
+    reply_to_row: ClassVar[str] = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        present = _writer_values(request)[self.field]
+        choices = [(value, value) for value in present if value]
+        if "" in present:
+            choices.append((NOT_RECORDED_CHOICE, "Not recorded"))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        match = {self.field: "" if value == NOT_RECORDED_CHOICE else value}
+        if not self.reply_to_row:
+            return queryset.filter(role=Message.Role.ASSISTANT, **match)
+        replies = Message.objects.filter(
+            role=Message.Role.ASSISTANT, **match, **{self.reply_to_row: OuterRef("pk")}
+        )
+        return queryset.filter(Exists(replies))
+
+
+def writer_filters(reply_to_row: str = "", note: str = "") -> tuple[type[WriterFilter], ...]:
+    """The model name, endpoint and action format filters for one admin: `reply_to_row`
+    as in WriterFilter, `note` the words after each title ("(any reply)")."""
+    titles = {"model_name": "model name", "endpoint": "endpoint", "action_format": "action format"}
+    return tuple(
+        type(
+            f"{''.join(w.title() for w in name.split('_'))}WriterFilter",
+            (WriterFilter,),
+            {
+                "field": name,
+                "title": f"{titles[name]} {note}".strip(),
+                "parameter_name": name,
+                "reply_to_row": reply_to_row,
+            },
+        )
+        for name in WRITER_FIELDS
+    )

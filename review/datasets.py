@@ -6,6 +6,10 @@
   exactly as the model saw them (system prompt, user messages, assistant
   replies with `<execute>` blocks, `Execution Output:` observations), rebuilt
   by `chat.history`, the same code that builds the worker's prompt.
+
+Both say which model wrote each reply (model name, endpoint, action format) and
+the settings each turn ran with: the conversation's model key alone cannot, as
+the configuration behind a key can change.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from chat.agent import codeact
+from chat.exports import model_names, settings_of, writer_of
 from chat.history import Step, model_messages, system_prompt_for
 from chat.models import Conversation, Feedback, Message, Output, Turn, WebRequest
 
@@ -66,6 +72,7 @@ def _turns(conversation: Conversation) -> list[dict[str, Any]]:
             "worker": t.worker,
             "error_code": t.error_code,
             "error": t.error,
+            **settings_of(t),
             "created_at": _time(t.created_at),
             "started_at": _time(t.started_at),
             "finished_at": _time(t.finished_at),
@@ -85,7 +92,7 @@ def _messages(conversation: Conversation) -> list[dict[str, Any]]:
             "code": m.code,
             "content": m.content,
             "usage": m.usage,
-            "action_format": m.action_format,
+            **writer_of(m),  # action_format, and which model and endpoint wrote it
             "superseded_at": _time(m.superseded_at),
             "created_at": _time(m.created_at),
             "updated_at": _time(m.updated_at),
@@ -217,11 +224,25 @@ def json_chunks(
 # ---- CodeActInstruct JSONL -------------------------------------------------------------
 
 
-def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None]:
+@dataclass
+class _Kept:
+    """The part of a conversation a training record holds."""
+
+    steps: list[Step] = field(default_factory=list)
+    # Each kept turn the model answered, with its replies in the order of `steps`.
+    turns: list[tuple[Turn, list[Message]]] = field(default_factory=list)
+
+    @property
+    def last_turn(self) -> Turn | None:
+        return self.turns[-1][0] if self.turns else None
+
+
+def _answered_turns(conversation: Conversation) -> _Kept:
     """The steps of the turns that ended with an answer, up to the first that did
-    not, and the last such turn. Cells the user ran come in as the user's steps
-    before the next question (as the model was told of them); superseded questions
-    and answers are left out, as they were left out of the model's view."""
+    not, and those turns with their replies. Cells the user ran come in as the
+    user's steps before the next question (as the model was told of them);
+    superseded questions and answers are left out, as they were left out of the
+    model's view."""
     replies: dict[int, list[Message]] = {}
     for m in (
         conversation.messages.filter(
@@ -232,9 +253,8 @@ def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None
         .order_by("id")
     ):
         replies.setdefault(m.turn_id or 0, []).append(m)
-    steps: list[Step] = []
+    kept = _Kept()
     cells: list[Step] = []  # cells the user ran since the last kept answer
-    last_turn: Turn | None = None
     turns = (
         conversation.turns.filter(user_message__superseded_at__isnull=True)
         .select_related("user_message", "user_message__execution")
@@ -250,12 +270,12 @@ def _answered_turns(conversation: Conversation) -> tuple[list[Step], Turn | None
         answered = bool(turn_replies) and getattr(turn_replies[-1], "execution", None) is None
         if turn.status != Turn.Status.DONE or not answered:
             break
-        steps.extend(cells)
+        kept.steps.extend(cells)
         cells = []
-        steps.append(Step(Message.Role.USER, turn.user_message.content))
-        steps.extend(_step(reply, getattr(reply, "execution", None)) for reply in turn_replies)
-        last_turn = turn
-    return steps, last_turn
+        kept.steps.append(Step(Message.Role.USER, turn.user_message.content))
+        kept.steps.extend(_step(reply, getattr(reply, "execution", None)) for reply in turn_replies)
+        kept.turns.append((turn, turn_replies))
+    return kept
 
 
 def _step(message: Message, execution: Any) -> Step:
@@ -281,27 +301,51 @@ def training_record(conversation: Conversation) -> dict[str, Any] | None:
     its partial reply is not an example to learn from. The system prompt lists
     the workspace files that existed when the last kept turn was asked.
     """
-    steps, last_turn = _answered_turns(conversation)
+    kept = _answered_turns(conversation)
+    last_turn = kept.last_turn
     if last_turn is None:
         return None
     system = system_prompt_for(
         conversation.id, as_of=last_turn.created_at, web=conversation.has_web_access
     )
     ratings = Feedback.objects.filter(conversation=conversation)
+    # CodeAct's own shape, <execute> blocks, whichever format each model wrote in.
+    messages = [{"role": "system", "content": system}, *model_messages(kept.steps, "execute")]
     return {
         "id": str(conversation.id),
-        # CodeAct's own shape, <execute> blocks, whichever format each model wrote in.
-        "conversations": [
-            {"role": "system", "content": system},
-            *model_messages(steps, "execute"),
-        ],
+        "conversations": messages,
         "model": conversation.model,
+        "model_names": model_names(reply for _, replies in kept.turns for reply in replies),
+        "turns": _provenance(kept, messages),
         "flagged": conversation.flagged,
         "rating": {
             "up": sum(1 for f in ratings if f.rating == Feedback.Rating.UP),
             "down": sum(1 for f in ratings if f.rating == Feedback.Rating.DOWN),
         },
     }
+
+
+def _provenance(kept: _Kept, messages: list[Any]) -> list[dict[str, Any]]:
+    """Per kept turn: its model key and settings, and per reply which model wrote
+    it, with `message`, the reply's index in the record's "conversations".
+
+    Replayed as `execute`, every reply is exactly one assistant message (a reply
+    that ran code is followed by its observation as a user message, which is never
+    joined to an assistant one), so the assistant messages and the replies pair up
+    in order."""
+    positions = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    count = sum(len(replies) for _, replies in kept.turns)
+    if len(positions) != count:
+        raise ValueError(f"{len(positions)} assistant messages for {count} replies")
+    at = iter(positions)
+    return [
+        {
+            "model": turn.model,
+            **settings_of(turn),
+            "replies": [{"message": next(at), **writer_of(reply)} for reply in replies],
+        }
+        for turn, replies in kept.turns
+    ]
 
 
 def check_training_record(record: dict[str, Any]) -> None:

@@ -1,5 +1,7 @@
 """A conversation turn by turn as a reviewer reads it: each reply with its code
-cell, the cell's outputs, sizes and limits, and the ratings it got."""
+cell, the cell's outputs, sizes and limits, and the ratings it got; which model
+wrote each reply and the settings each turn ran with (the conversation's model
+key alone cannot say, as the configuration behind a key can change)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from django.db.models.functions import Length
 
 from chat.agent.text import human_size, strip_ansi
+from chat.exports import model_names, settings_words, writer_of
 from chat.labels import cell_status
 from chat.models import Conversation, Execution, Feedback, Message, Output, Turn, WebRequest
 from chat.rendering import (
@@ -54,6 +57,9 @@ class Step:
     seconds: float | None
     execution: ExecutionView | None = None
     feedback: list[Feedback] = field(default_factory=list)
+    # Which model wrote this reply ("Qwen/… · host:port · fence"); "" where it is
+    # not a reply or the turn's previous reply had the same writer.
+    writer: str = ""
 
 
 @dataclass
@@ -63,6 +69,46 @@ class TurnView:
     steps: list[Step]
     seconds: float | None
     cell: ExecutionView | None = None  # a cell the user ran (its turn asks no model)
+
+    @property
+    def model_names(self) -> list[str]:
+        """The model names recorded on this turn's replies (one, unless it changed)."""
+        return model_names(s.message for s in self.steps)
+
+    @property
+    def has_replies(self) -> bool:
+        """The model wrote something in this turn (a notice alone is not a reply)."""
+        return any(s.message.role == Message.Role.ASSISTANT for s in self.steps)
+
+    @property
+    def asks_model(self) -> bool:
+        """The model was asked: not a cell the user ran."""
+        return self.turn.kind != Turn.Kind.CELL
+
+    @property
+    def settings(self) -> str:
+        """The turn's recorded settings in words ("" if none were recorded)."""
+        return " · ".join(settings_words(self.turn))
+
+
+NAME_NOT_RECORDED = "model name not recorded"
+
+
+def writer_label(message: Message) -> str:
+    """Which model wrote a reply, compactly: model name · endpoint · action format.
+    A reply from before these were kept says so instead of naming a model (its
+    conversation's key may now stand for another one)."""
+    if not message.model_name:
+        return " · ".join(
+            p for p in (NAME_NOT_RECORDED, message.endpoint, message.action_format) if p
+        )
+    return " · ".join(
+        (
+            message.model_name,
+            message.endpoint or "endpoint not recorded",
+            message.action_format or "format not recorded",
+        )
+    )
 
 
 def _output_view(output: Output) -> OutputView:
@@ -160,6 +206,7 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
     result = []
     for turn in conversation.turns.order_by("id"):
         steps = []
+        writer: dict[str, str] | None = None  # of the turn's previous reply
         for m in replies.get(turn.pk, []):
             step = Step(
                 message=m,
@@ -171,6 +218,10 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
                 seconds=_seconds(m.created_at, m.updated_at),
                 feedback=feedback.get(m.pk, []),
             )
+            if m.role == Message.Role.ASSISTANT:
+                if writer_of(m) != writer:
+                    step.writer = writer_label(m)
+                writer = writer_of(m)
             execution = executions.get(m.pk)
             if execution is not None:
                 step.execution = _execution_view(
@@ -193,8 +244,24 @@ def transcript_turns(conversation: Conversation) -> list[TurnView]:
     return result
 
 
+def writers(turns: list[TurnView]) -> list[tuple[str, int]]:
+    """Who wrote the conversation's replies: each model name and endpoint (or that
+    they were not recorded) with its number of replies, in order of first reply."""
+    counts: dict[str, int] = {}
+    for t in turns:
+        for s in t.steps:
+            if s.message.role == Message.Role.ASSISTANT:
+                m = s.message
+                label = NAME_NOT_RECORDED
+                if m.model_name:
+                    label = " · ".join(p for p in (m.model_name, m.endpoint) if p)
+                counts[label] = counts.get(label, 0) + 1
+    return list(counts.items())
+
+
 def summary(turns: list[TurnView]) -> dict[str, Any]:
-    """Counts for the transcript's header: turns, cells, errors, sandbox time, tokens."""
+    """Counts for the transcript's header: turns, cells, errors, sandbox time, tokens,
+    and the models that wrote the replies."""
     executions = [s.execution.execution for t in turns for s in t.steps if s.execution]
     executions += [t.cell.execution for t in turns if t.cell]
     tokens = {"prompt": 0, "completion": 0}
@@ -208,4 +275,6 @@ def summary(turns: list[TurnView]) -> dict[str, Any]:
         "errors": sum(e.status in FAILED_EXECUTIONS for e in executions),
         "sandbox_seconds": sum(e.duration or 0.0 for e in executions),
         "tokens": tokens,
+        "writers": writers(turns),
+        "model_names": model_names(s.message for t in turns for s in t.steps),
     }

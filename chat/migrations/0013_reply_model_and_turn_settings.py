@@ -35,4 +35,8 @@ class Migration(migrations.Migration):
             name='temperature',
             field=models.FloatField(blank=True, null=True),
         ),
+        migrations.AddIndex(
+            model_name='message',
+            index=models.Index(condition=models.Q(('role', 'assistant')), fields=['model_name', 'endpoint', 'action_format'], name='chat_message_writer'),
+        ),
     ]
