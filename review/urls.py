@@ -1,6 +1,6 @@
 from django.urls import path
 
-from review import views
+from review import evaluations, views
 
 app_name = "review"
 urlpatterns = [
@@ -15,4 +15,12 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/export.<str:fmt>", views.export_one, name="export"),
     path("c/<uuid:conversation_id>/flag/", views.flag, name="flag"),
     path("c/<uuid:conversation_id>/notes/", views.add_note, name="note"),
+    path("evaluations/", evaluations.evaluation_list, name="evaluations"),
+    path("evaluations/compare/", evaluations.evaluation_compare, name="evaluation_compare"),
+    path("evaluations/<int:evaluation_id>/", evaluations.evaluation_detail, name="evaluation"),
+    path(
+        "evaluations/<int:evaluation_id>/export.<str:fmt>",
+        evaluations.evaluation_export,
+        name="evaluation_export",
+    ),
 ]

@@ -88,3 +88,59 @@ def backdate(conversation: Conversation, days: int) -> None:
     when = timezone.now() - timedelta(days=days)
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=when)
     Turn.objects.filter(conversation=conversation).update(created_at=when)
+
+
+class EvaluationFactory(factory.django.DjangoModelFactory):
+    """A finished evaluation of the scripted model on the analysis suite, in the
+    code and call formats; its runs come from EvaluationRunFactory."""
+
+    class Meta:
+        model = "evals.Evaluation"
+
+    label = factory.Sequence(lambda n: f"Evaluation {n}")
+    suite = "analysis"
+    model_key = "default"
+    model_name = "scripted"
+    endpoint = "127.0.0.1:8089"
+    formats = factory.LazyFunction(lambda: ["code", "call"])
+    repeat = 1
+    task_count = 3
+    status = "done"
+    settings = factory.LazyFunction(
+        lambda: {
+            "temperature": 0.0,
+            "max_tokens": 1024,
+            "max_executions": 8,
+            "code_format": "execute",
+            "prompt_digest": "3f2a9c1d",
+        }
+    )
+    finished_at = factory.LazyFunction(timezone.now)
+    wall_time = 42.0
+
+
+class EvaluationRunFactory(factory.django.DjangoModelFactory):
+    """One solved run with a conversation of its own (pass conversation=None for a
+    run that never got one, success=False and an error_class for a failure)."""
+
+    class Meta:
+        model = "evals.EvaluationRun"
+
+    evaluation = factory.SubFactory(EvaluationFactory)
+    task = factory.Sequence(lambda n: f"task-{n}")
+    action_format = "code"
+    repetition = 0
+    conversation = factory.SubFactory(
+        ConversationFactory, title=factory.LazyAttribute(lambda c: f"eval {c.factory_parent.task}")
+    )
+    success = True
+    error_class = ""
+    answer = "42"
+    expected = "42"
+    verdict = "matches 42"
+    turns = 2
+    executions = 1
+    prompt_tokens = 900
+    completion_tokens = 100
+    wall_time = 3.0
+    finished_at = factory.LazyFunction(timezone.now)

@@ -18,7 +18,13 @@ from review.permissions import REVIEWERS_GROUP, ensure_reviewers_group
 from tests.browser.conftest import screenshot
 from tests.browser.test_chat_page import ask, remove_sandboxes
 from tests.browser.test_review_page import log_in
-from tests.factories import ConversationFactory, UserFactory, analysis_conversation
+from tests.factories import (
+    ConversationFactory,
+    EvaluationFactory,
+    EvaluationRunFactory,
+    UserFactory,
+    analysis_conversation,
+)
 from tests.support.scripted_model import Script
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.integration]
@@ -345,11 +351,21 @@ def test_the_review_pages_fit(browser, web):
     reviewer = UserFactory(username="ruth", is_staff=True)
     ensure_reviewers_group()
     reviewer.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+    evaluation = EvaluationFactory(label=LONG_TITLE)
+    # A task id as long as the field allows, and an answer that is one long word.
+    EvaluationRunFactory(evaluation=evaluation, task=LONG_WORD[:100], conversation=conversation)
+    EvaluationRunFactory(
+        evaluation=evaluation, action_format="call", success=False, answer=LONG_URL
+    )
+    other = EvaluationFactory()
     pages = {
         "admin": "/admin/",
         "review-list": "/admin/chat/conversation/",
         "review-transcript": f"/review/c/{conversation.id}/",
         "usage": "/review/usage/?days=30",
+        "evaluations": "/review/evaluations/",
+        "evaluation": f"/review/evaluations/{evaluation.pk}/",
+        "evaluation-compare": f"/review/evaluations/compare/?a={evaluation.pk}&b={other.pk}",
     }
     for size in SIZES:
         with screen(browser, size) as page:
