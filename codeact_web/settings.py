@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "health_check",
     "chat",
     "review",
+    "evals",
 ]
 
 MIDDLEWARE = [

@@ -54,8 +54,14 @@ class Observer:
 class _Runner(TurnRunner):
     """The worker's runner, telling the observer what its sink is told."""
 
-    def __init__(self, claim: turns.Claim, observer: Observer, fmt: ActionFormat | None) -> None:
-        super().__init__(claim, action_format=fmt)
+    def __init__(
+        self,
+        claim: turns.Claim,
+        observer: Observer,
+        fmt: ActionFormat | None,
+        max_executions: int | None,
+    ) -> None:
+        super().__init__(claim, action_format=fmt, max_executions=max_executions)
         self.observer = observer
 
     def reply_text(self, delta: str) -> None:
@@ -135,9 +141,11 @@ def run_turn(
     text: str,
     observer: Observer | None = None,
     action_format: ActionFormat | None = None,
+    max_executions: int | None = None,
 ) -> TurnResult:
     """Ask `text` in the conversation and answer it here, to the end; raises
-    ActionError when the conversation cannot take a question now (a turn runs)."""
+    ActionError when the conversation cannot take a question now (a turn runs).
+    `action_format` and `max_executions` replace the model's own."""
     started = time.monotonic()
     _, queued = messages.do_send_user_message(conversation, text, headless=True)
     claim = turns.claim_turn(queued.pk)
@@ -145,7 +153,7 @@ def run_turn(
         raise RuntimeError(f"turn {queued.pk} was claimed by someone else")
     token = pool.operator_run.set(True)
     try:
-        _Runner(claim, observer or Observer(), action_format).run()
+        _Runner(claim, observer or Observer(), action_format, max_executions).run()
     finally:
         pool.operator_run.reset(token)
         close_old_connections()

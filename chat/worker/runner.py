@@ -69,10 +69,16 @@ def model_settings(key: str) -> ModelSettings:
 class TurnRunner:
     """The agent loop's sink and executor for one claimed turn.
 
-    `action_format` replaces the model's own (an evaluation asks for function calls);
-    the replies record the one used."""
+    `action_format` replaces the model's own (an evaluation asks for function calls)
+    and `max_executions` its limit (an evaluation that compares formats); the
+    replies and the turn record what was used."""
 
-    def __init__(self, claim: Claim, action_format: ActionFormat | None = None) -> None:
+    def __init__(
+        self,
+        claim: Claim,
+        action_format: ActionFormat | None = None,
+        max_executions: int | None = None,
+    ) -> None:
         self.turn = claim.turn
         self.first_reply: Message | None = claim.first_reply  # until the model starts
         self.config = model_config(self.turn.model)
@@ -80,6 +86,7 @@ class TurnRunner:
         self.action_format = action_format or get_format(
             str(self.config.get("action_format") or "execute")
         )
+        self.max_executions = max_executions or int(self.config["max_executions"])
         self.writer = replies.Writer(
             model_name=str(self.config["model"]),
             endpoint=replies.endpoint_host(str(self.config["base_url"])),
@@ -257,7 +264,7 @@ class TurnRunner:
     def _answer(self) -> str:
         """The agent loop: the model answers, running code as it goes."""
         client = model_client(model_settings(self.turn.model))
-        max_executions = int(self.config["max_executions"])
+        max_executions = self.max_executions
         self.answer_settings = (client.config.temperature, client.config.max_tokens, max_executions)
         outcome = run_agent(
             client,

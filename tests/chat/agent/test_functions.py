@@ -137,7 +137,8 @@ def test_a_reply_without_an_action_line_is_an_answer():
 def test_the_text_watch_ends_the_reply_after_the_action_line():
     streamed: list[str] = []
     watch = TEXT.watch(streamed.append)
-    for piece in ["Thinking.\nAct", "ion: rate(curr", "ency='EUR')", "\nObservation: 1.1", "\nmore"]:
+    pieces = ["Thinking.\nAct", "ion: rate(curr", "ency='EUR')", "\nObservation: 1.1", "\nmore"]
+    for piece in pieces:
         watch(piece)
     assert watch.action_closed
     assert "".join(streamed) == "Thinking.\nAction: rate(currency='EUR')"
@@ -177,6 +178,7 @@ def test_a_text_model_runs_its_action_line_and_reads_the_output_as_a_user_messag
         {"role": "user", "content": "Execution Output:\n1.1"},
     ]
     assert sink.finished()[-1] == ("It is 1.1.", True)
+    assert outcome.executions == 1 and not outcome.stopped
 
 
 def test_stored_function_replies_replay_and_show_without_the_functions():
