@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: bootstrap run test test-fast test-chaos test-helm test-k8s lint format bench \
-	bench-sandbox bench-turn images compose-secrets compose-test
+	bench-sandbox bench-turn bench-evaluate images compose-secrets compose-test
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -50,7 +50,7 @@ format:
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-sandbox bench-turn
+bench: bench-sandbox bench-turn bench-evaluate
 
 # Sandbox latencies and memory against docker run / docker exec / attach baselines.
 bench-sandbox: bootstrap
@@ -58,6 +58,9 @@ bench-sandbox: bootstrap
 
 bench-turn: bootstrap
 	$(PY) bench/turn.py
+
+bench-evaluate: bootstrap
+	$(PY) bench/evaluate.py
 
 # The Compose deployment (README, "Deploy"): every image built offline, cached by
 # a hash of its inputs; their tags (and the Docker socket's group) go to .env.

@@ -44,28 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codeact_web.settings")
 os.environ.setdefault("CODEACT_CHANNEL_PREFIX", f"codeact-bench-{os.getpid()}")
-APP_DATABASE = os.environ.get("DATABASE_URL", "postgres://codeact:codeact@127.0.0.1:5432/codeact")
 
+from bench.database import drop_own_database, migrate, use_own_database  # noqa: E402
 
-def _database_url(name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(APP_DATABASE)._replace(path=f"/{name}"))
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(APP_DATABASE, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-# The bench keeps a pool of its own, in a database of its own on the app's server:
-# the app's database holds the app's warm sandboxes once `make run` has filled its
-# pool, and a claim there would take one of them instead of the bench's.
-BENCH_DATABASE = f"codeact_bench_{os.getpid()}"
-_admin(f'CREATE DATABASE "{BENCH_DATABASE}"')
-os.environ["DATABASE_URL"] = _database_url(BENCH_DATABASE)
+use_own_database()
 
 import django  # noqa: E402
 
@@ -418,17 +400,11 @@ def report(
 
 
 def run() -> None:
-    from django.core.management import call_command
-    from django.db import connections
-
     try:
-        call_command("migrate", verbosity=0)
+        migrate()
         main()
     finally:
-        for record in SandboxRecord.objects.filter(state__in=SandboxRecord.LIVE):
-            pool.remove(record, "bench")
-        connections.close_all()
-        _admin(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        drop_own_database()
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ Every run goes through the real loop and a real sandbox."""
 from __future__ import annotations
 
 import io
-import json
 import re
-from collections import Counter
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -19,9 +16,17 @@ from chat.models import Conversation, Message
 from evals import stats
 from evals.harness import EVALUATION_USER
 from evals.models import Evaluation
-from evals.suite import Suite, Task
+from evals.suite import Suite
 from evals.suites import get_suite
-from tests.support.scripted_model import Script
+from tests.support.eval_solver import (
+    CODE_ERROR,
+    LIMIT,
+    MALFORMED,
+    SOLVE,
+    WRONG,
+    Solver,
+    solves_all,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -29,8 +34,6 @@ pytestmark = [
     pytest.mark.usefixtures("remove_sandboxes"),
 ]
 
-# How the scripted model treats a task: solve it, or fail in one known way.
-SOLVE, WRONG, CODE_ERROR, LIMIT, MALFORMED = "solve", "wrong", "code_error", "limit", "malformed"
 # The error class each failure must be recorded as, per format (a python fence has
 # no malformed form: a reply without code or ANSWER line is an answer without one).
 RECORDED = {
@@ -56,74 +59,6 @@ def plan(suite: Suite) -> dict[tuple[str, str], str]:
             else:
                 behaviour[task_id, fmt] = SOLVE
     return behaviour
-
-
-def format_of(body: dict[str, Any]) -> str:
-    if body.get("tools"):
-        return "call"
-    return "text" if "Action: function_name" in body["messages"][0]["content"] else "code"
-
-
-def last_line(observation: str) -> str:
-    lines = [line for line in observation.splitlines()[1:] if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def call_text(name: str, arguments: dict[str, Any]) -> str:
-    return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in arguments.items()) + ")"
-
-
-class Solver:
-    """The scripted model's side of every task: picks the task from the question and
-    the step from the replies so far."""
-
-    def __init__(self, suite: Suite, behaviour: dict[tuple[str, str], str]) -> None:
-        self.suite = suite
-        self.behaviour = behaviour
-        self.seen: Counter[tuple[str, str]] = Counter()
-
-    def task_of(self, body: dict[str, Any]) -> Task:
-        question = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        return next(t for t in self.suite.tasks if question.startswith(t.question.strip()))
-
-    def __call__(self, body: dict[str, Any]) -> Script:
-        task, fmt = self.task_of(body), format_of(body)
-        step = sum(1 for m in body["messages"] if m["role"] == "assistant")
-        self.seen[task.id, fmt] += 1
-        kind = self.behaviour[task.id, fmt]
-        first = task.calls[0] if task.calls else ("", {})
-        if kind == WRONG:
-            return Script(text="I am sure of it.\nANSWER: not the answer")
-        if kind == MALFORMED:
-            if fmt == "call":
-                return Script(tool_name="book_everything", tool_arguments="{}")
-            if fmt == "text":
-                return Script(text="Action: book_everything()\n")
-            return Script(text="I cannot tell from here.")
-        if kind == CODE_ERROR:
-            if fmt == "code":
-                return Script(text="```python\nraise ValueError('boom')\n```\n")
-            if fmt == "call":
-                return Script(tool_name=first[0], tool_arguments='{"no_such_argument": 1}')
-            return Script(text=f"Action: {first[0]}(no_such_argument=1)\n")
-        if kind == LIMIT:
-            if fmt == "code":
-                return Script(text="```python\nprint('still looking')\n```\n")
-            if fmt == "call":
-                return Script(tool_name=first[0], tool_arguments=json.dumps(dict(first[1])))
-            return Script(text=f"Action: {call_text(first[0], dict(first[1]))}\n")
-        # SOLVE: code runs the reference and answers what it printed; the call
-        # formats make the reference calls one by one, then answer.
-        if fmt == "code":
-            if step == 0:
-                return Script(text=f"Let me compute.\n```python\n{task.reference}\n```\n")
-            return Script(text=f"Done.\nANSWER: {last_line(body['messages'][-1]['content'])}")
-        if step < len(task.calls):
-            name, arguments = task.calls[step]
-            if fmt == "call":
-                return Script(tool_name=name, tool_arguments=json.dumps(dict(arguments)))
-            return Script(text=f"Action: {call_text(name, dict(arguments))}\n")
-        return Script(text=f"That settles it.\nANSWER: {task.check.expected}")
 
 
 def test_the_tools_suite_gives_the_expected_success_rate_per_format(model_server, capsys):
@@ -186,7 +121,7 @@ def test_the_whole_analysis_suite_is_solved_by_its_references(model_server, caps
     question right (the suite's data and its checkers agree); the command prints
     how long the suite took at concurrency 4."""
     suite = get_suite("analysis")
-    model_server.route = Solver(suite, {(t.id, "code"): SOLVE for t in suite.tasks})
+    model_server.route = solves_all(suite)
     call_command("evaluate", "--model", "fenced", "--suite", "analysis", "--concurrency", "4")
     evaluation = Evaluation.objects.get()
     failed = [(r.task, r.error_class, r.verdict) for r in evaluation.runs.all() if not r.success]
