@@ -371,21 +371,30 @@ class ToolFormat(ActionFormat):
         return text
 
     def replay(self, content: str, code: str, observation: str, call_id: str) -> list[ChatMessage]:
-        arguments = json.dumps({"code": code}, ensure_ascii=False)
-        return [
-            {
-                "role": "assistant",
-                "content": content or None,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": TOOL_NAME, "arguments": arguments},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": call_id, "content": observation},
-        ]
+        return tool_call_replay(content, call_id, TOOL_NAME, {"code": code}, observation)
+
+
+def tool_call_replay(
+    content: str, call_id: str, name: str, arguments: dict[str, Any], observation: str
+) -> list[ChatMessage]:
+    """A reply that called function `name` and the tool message with its result."""
+    return [
+        {
+            "role": "assistant",
+            "content": content or None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "arguments": json.dumps(arguments, ensure_ascii=False),
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": observation},
+    ]
 
 
 def _first_python_call(tool_calls: Sequence[ToolCall]) -> ToolCall | None:

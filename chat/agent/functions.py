@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.agent.codeact import Action, PromptFile
-from chat.agent.formats import FORMATS, ActionFormat, ChatMessage, ReplyWatch, ToolCall, get_format
+from chat.agent.formats import (
+    FORMATS,
+    ActionFormat,
+    ChatMessage,
+    ReplyWatch,
+    ToolCall,
+    get_format,
+    tool_call_replay,
+)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -195,23 +203,7 @@ class FunctionCallFormat(_FunctionFormat):
         if call is None:  # not a call (a cell of another format): shown as text
             return super().replay(content, code, observation, call_id)
         name, arguments = call
-        return [
-            {
-                "role": "assistant",
-                "content": content or None,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {
-                            "name": name,
-                            "arguments": json.dumps(arguments, ensure_ascii=False),
-                        },
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": call_id, "content": observation},
-        ]
+        return tool_call_replay(content, call_id, name, arguments, observation)
 
 
 ACTION_PREFIX = "Action:"
