@@ -78,8 +78,9 @@ class EvaluationRun(models.Model):
     verdict = models.TextField(blank=True)  # the checker's reason, or the failure's
     turns = models.PositiveIntegerField(default=0)  # model replies
     executions = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
+    # None: the endpoint reported no usage for any reply of the run.
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     wall_time = models.FloatField(default=0.0)  # seconds
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -98,5 +99,7 @@ class EvaluationRun(models.Model):
         return f"{self.task} [{self.action_format}] {outcome}"
 
     @property
-    def tokens(self) -> int:
+    def tokens(self) -> int | None:
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
         return self.prompt_tokens + self.completion_tokens

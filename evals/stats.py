@@ -50,8 +50,8 @@ class RunLike(Protocol):
     error_class: str
     turns: int
     executions: int
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None  # None: the endpoint reported no usage
+    completion_tokens: int | None
     wall_time: float
     finished_at: Any
     expected: str
@@ -229,7 +229,13 @@ def _summary(name: str, mine: Sequence[RunLike]) -> FormatSummary:
         high=high,
         mean_turns=_mean([r.turns for r in done]),
         mean_executions=_mean([r.executions for r in done]),
-        mean_tokens=_mean([r.prompt_tokens + r.completion_tokens for r in done]),
+        mean_tokens=_mean(
+            [
+                r.prompt_tokens + r.completion_tokens
+                for r in done
+                if r.prompt_tokens is not None and r.completion_tokens is not None
+            ]
+        ),
         mean_wall_time=_mean([r.wall_time for r in done]),
         errors=dict(errors.most_common()),
     )

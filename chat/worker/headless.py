@@ -99,8 +99,8 @@ class TurnResult:
     replies: int
     executions: list[Execution]
     notices: list[str]  # their codes, in order
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None  # None: the endpoint reported no usage
+    completion_tokens: int | None
     wall_time: float
 
     @property
@@ -167,7 +167,7 @@ def _result(conversation: Conversation, turn_id: int, wall_time: float) -> TurnR
         turn.replies.filter(role=Message.Role.NOTICE).order_by("id").values_list("code", flat=True)
     )
     final = [reply for reply in replies if reply.final]
-    usage = [reply.usage or {} for reply in replies]
+    usage = [reply.usage for reply in replies if reply.usage]
     return TurnResult(
         conversation=conversation,
         turn=turn,
@@ -175,8 +175,10 @@ def _result(conversation: Conversation, turn_id: int, wall_time: float) -> TurnR
         replies=len(replies),
         executions=list(turn.executions.order_by("id")),
         notices=[str(code) for code in notices],
-        prompt_tokens=sum(int(u.get("prompt_tokens") or 0) for u in usage),
-        completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage),
+        prompt_tokens=sum(int(u.get("prompt_tokens") or 0) for u in usage) if usage else None,
+        completion_tokens=(
+            sum(int(u.get("completion_tokens") or 0) for u in usage) if usage else None
+        ),
         wall_time=wall_time,
     )
 

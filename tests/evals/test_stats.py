@@ -109,8 +109,8 @@ class Run:
     error_class: str = ""
     turns: int = 2
     executions: int = 1
-    prompt_tokens: int = 100
-    completion_tokens: int = 20
+    prompt_tokens: int | None = 100
+    completion_tokens: int | None = 20
     wall_time: float = 1.0
     finished_at: Any = DONE
     expected: str = ""
@@ -118,6 +118,17 @@ class Run:
 
 def failed(task: str, fmt: str, error: str = "wrong_answer", **kw: Any) -> Run:
     return Run(task, fmt, False, error_class=error, **kw)
+
+
+def test_runs_whose_endpoint_reported_no_usage_are_left_out_of_mean_tokens():
+    runs = [
+        Run("t1", "code", True, prompt_tokens=None, completion_tokens=None),
+        Run("t2", "code", True, prompt_tokens=300, completion_tokens=40),
+    ]
+    (code,) = stats.summarize(["code"], runs)
+    assert code.mean_tokens == pytest.approx(340)  # not 170: none is not zero
+    (nothing,) = stats.summarize(["code"], runs[:1])
+    assert nothing.mean_tokens is None  # shown as a dash, not as 0
 
 
 def test_summary_per_format_in_the_evaluations_order():

@@ -34,6 +34,7 @@ class Printer(headless.Observer):
         self.out, self.err, self.plots = out, err, plots
         self.conversation = conversation
         self.reply = ""  # the text of the reply under way
+        self.shown = ""  # the text of the last reply, once it ended
         self.images = 0
 
     def reply_text(self, delta: str) -> None:
@@ -44,11 +45,11 @@ class Printer(headless.Observer):
     def reply_finished(self, content: str, final: bool) -> None:
         if self.reply and not self.reply.endswith("\n"):
             self.out.write("\n")
-        self.reply = ""
+        self.shown, self.reply = self.reply, ""
 
     def cell_started(self, code: str) -> None:
         self.err.write("--- running ---\n")
-        if code.strip() not in self.reply:  # a tool call: the code was not in the text
+        if code.strip() not in self.shown:  # a tool call: the code was not in the text
             self.out.write(code.rstrip() + "\n")
         self.err.flush()
 

@@ -45,6 +45,7 @@ def test_ask_streams_the_answer_cells_and_plots_and_stores_the_conversation(
     call_command("ask", "How many visits?", "--model", "fenced", "--file", str(data))
     printed = capsys.readouterr()
     assert "Let me look." in printed.out
+    assert printed.out.count("df.plot(x='day', y='n')") == 1  # the code as the reply wrote it
     assert "total 17" in printed.out
     assert "There were 17 visits in all." in printed.out
     assert "[uploaded /workspace/visits.csv]" in printed.err
