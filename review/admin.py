@@ -303,6 +303,9 @@ class TurnAdmin(LogAdmin):
         "status",
         "model",
         *writer_filters("turn", "(any reply)"),
+        "temperature",
+        "max_tokens",
+        "max_executions",
         "error_code",
         "created_at",
     )

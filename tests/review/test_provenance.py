@@ -178,6 +178,9 @@ def test_the_turn_list_filters_and_shows_settings(client, reviewer, recorded):
         "127.0.0.1:8765",
         "vllm.internal:8000",
     ]
+    # and by each setting in effect
+    assert _listed(client.get(url, {"temperature": "0.7"})) == {second.pk}
+    assert _listed(client.get(url, {"max_executions": "3"})) == {second.pk}
 
 
 def test_change_views_show_the_fields_read_only(client, reviewer, recorded):
