@@ -264,8 +264,11 @@ class TurnRunner:
     def _answer(self) -> str:
         """The agent loop: the model answers, running code as it goes."""
         client = model_client(model_settings(self.turn.model))
-        max_executions = self.max_executions
-        self.answer_settings = (client.config.temperature, client.config.max_tokens, max_executions)
+        self.answer_settings = (
+            client.config.temperature,
+            client.config.max_tokens,
+            self.max_executions,
+        )
         outcome = run_agent(
             client,
             history_for(self.turn, self.action_format),
@@ -277,7 +280,7 @@ class TurnRunner:
                 action_format=self.action_format,
             ),
             should_stop=self.should_stop,
-            max_executions=max_executions,
+            max_executions=self.max_executions,
             action_format=self.action_format,
         )
         return Turn.Status.STOPPED if outcome.stopped else Turn.Status.DONE

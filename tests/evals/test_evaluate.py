@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from chat.models import Conversation, Message
-from evals import stats
+from chat.models import Conversation, Message, Turn
+from evals import harness, stats
 from evals.harness import EVALUATION_USER
 from evals.models import Evaluation
 from evals.suite import Suite
@@ -27,6 +28,7 @@ from tests.support.eval_solver import (
     Solver,
     solves_all,
 )
+from tests.support.scripted_model import Script
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -147,3 +149,21 @@ def test_bad_arguments_are_refused_before_anything_runs(model_server):
             "evaluate", "--model", "fenced", "--suite", "compute", "--concurrency", "0", stdout=out
         )
     assert not Evaluation.objects.exists()
+
+
+def test_stopping_an_evaluation_keeps_what_finished_and_marks_it_stopped(model_server):
+    """Ctrl+C (Evaluator.stop from another thread): the running turns are stopped
+    and not counted as results, no new task starts, the evaluation is `stopped`."""
+    suite = get_suite("compute")
+    model_server.route = lambda body: Script(text="Thinking " * 200, delay=0.02)  # ~4 s
+    evaluation = harness.start_evaluation("fenced", suite, ["code"], concurrency=2)
+    evaluator = harness.Evaluator(evaluation, suite)
+    threading.Timer(1.0, evaluator.stop).start()
+    evaluator.run(harness.jobs_of(suite, ["code"], 1))
+    evaluation.refresh_from_db()
+    assert evaluation.status == "stopped" and evaluation.finished_at is not None
+    assert evaluation.runs.count() == 0
+    asked = Conversation.objects.filter(owner__username=EVALUATION_USER)
+    assert asked.count() == 2  # the two under way; the other tasks never started
+    # stopped mid-reply (a reply that ran to its end would have made the turn `done`)
+    assert {t.status for t in Turn.objects.filter(conversation__in=asked)} == {"stopped"}
