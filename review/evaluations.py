@@ -46,11 +46,7 @@ SETTING_LABELS = {
     "max_tokens": "Max tokens",
     "max_executions": "Max executions",
     "code_format": "Model's own code format",
-    "model_format": "Model's own code format",
-    "action_format": "Model's own code format",
     "prompt_digest": "Prompt digest",
-    "prompts_digest": "Prompt digest",
-    "system_prompt_digest": "Prompt digest",
 }
 
 
