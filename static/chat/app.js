@@ -90,19 +90,6 @@ function setupHeader() {
       }
     });
   }
-  const filterInput = document.getElementById("conversation-filter");
-  if (filterInput) {
-    filterInput.addEventListener("input", () => {
-      const needle = filterInput.value.trim().toLowerCase();
-      let shown = 0;
-      for (const link of document.querySelectorAll(".conv-link")) {
-        const match = !needle || link.textContent.toLowerCase().includes(needle);
-        link.hidden = !match;
-        shown += match ? 1 : 0;
-      }
-      document.getElementById("filter-empty").hidden = shown > 0;
-    });
-  }
   document.getElementById("delete-form").addEventListener("submit", (ev) => {
     if (!window.confirm("Delete this conversation and everything in it?")) ev.preventDefault();
   });

@@ -348,3 +348,23 @@ def test_a_page_that_missed_a_big_cell_catches_up_in_parts(page, web, model_serv
     assert shown.evaluate("node => node.textContent") == kept
     assert len(parts) >= 2 and max(parts) < 1 << 20
     remove_sandboxes()
+
+
+def test_the_title_filter_works_on_the_home_page_too(page, web, model_server, django_user_model):
+    """The sidebar's filter is the sidebar's: it works wherever the sidebar is."""
+    from tests.factories import ConversationFactory
+
+    sign_up(page, web, "filterer")
+    owner = django_user_model.objects.get(username="filterer")
+    for title in ("Sales by region", "Weather in Oslo", "Regional margins"):
+        ConversationFactory(owner=owner, title=title)
+    page.goto(f"{web}/")
+    links = page.locator(".conv-link")
+    expect(links).to_have_count(3)
+    page.get_by_label("Filter conversations").fill("regio")
+    expect(page.locator(".conv-link:visible")).to_have_count(2)
+    expect(page.get_by_role("link", name="Weather in Oslo")).to_be_hidden()
+    page.get_by_label("Filter conversations").fill("nothing like it")
+    expect(page.locator("#filter-empty")).to_be_visible()
+    page.get_by_label("Filter conversations").fill("")
+    expect(page.locator(".conv-link:visible")).to_have_count(3)
