@@ -177,7 +177,7 @@ def classify(result: headless.TurnResult, task: Task, timed_out: bool) -> Outcom
     """How a task ended, from the turn's rows; a right answer is decided by the checker."""
     turn = result.turn
     expected = task.check.expected
-    if result.status == "failed":
+    if result.status in ("failed", "interrupted"):  # interrupted: its worker was lost
         code = turn.error_code
         kind = (
             EvaluationRun.ErrorClass.MODEL_ERROR
